@@ -1,0 +1,32 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install test lint demo bench clean
+
+install: $(STAMP)
+
+# Reinstall only when the requirements or the project metadata change.
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -qq --upgrade pip
+	$(BIN)/pip install -qq -r requirements.txt
+	$(BIN)/pip install -qq --no-deps -e .
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: lint
+	$(BIN)/pytest
+
+demo: $(STAMP)
+	$(BIN)/lvseg demo --out demo-output
+
+bench: $(STAMP)
+	$(BIN)/python bench/frames.py
+
+clean:
+	rm -rf $(VENV) demo-output .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Search orchestration (Ray Tune, Optuna, MLflow). The only package that imports ray or mlflow."""

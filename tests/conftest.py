@@ -1,0 +1,67 @@
+"""Fixtures shared by the whole suite: synthetic EchoNet folders built by the tests themselves."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lvseg.synth import write_synthetic
+from lvseg.video import write_video
+
+FILELIST_HEADER = "FileName,EF,ESV,EDV,FrameHeight,FrameWidth,FPS,NumberOfFrames,Split"
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 16-video synthetic EchoNet-Dynamic folder (read-only: copy it before changing it)."""
+    return write_synthetic(tmp_path_factory.mktemp("synthetic") / "echonet", videos=16, seed=3)
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path) -> Path:
+    return tmp_path / "cache"
+
+
+def _square_tracing(x0: float, y0: float, x1: float, y1: float, chords: int = 6) -> np.ndarray:
+    """A tracing of the axis-aligned rectangle [x0, x1] x [y0, y1]: long axis down the middle,
+    then horizontal chords from the left wall (X1) to the right wall (X2), top to bottom."""
+    ys = np.linspace(y0, y1, chords)
+    axis = [[(x0 + x1) / 2, y0, (x0 + x1) / 2, y1]]
+    return np.array(axis + [[x0, y, x1, y] for y in ys], dtype=float)
+
+
+@pytest.fixture
+def square_tracing() -> Callable[..., np.ndarray]:
+    return _square_tracing
+
+
+@pytest.fixture
+def make_folder(tmp_path: Path) -> Callable[..., Path]:
+    """Factory for small hand-made EchoNet folders.
+
+    ``videos``: {name: (frames, split)}; ``tracings``: list of (FileName, frame, rows (N, 4))
+    written in that order. Videos are random noise AVIs of 32x32.
+    """
+
+    def make(videos: dict[str, tuple[int, str]], tracings: list[tuple[str, int, np.ndarray]],
+             filelist_names: dict[str, str] | None = None) -> Path:
+        root = tmp_path / "folder"
+        (root / "Videos").mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(0)
+        lines = [FILELIST_HEADER]
+        for name, (frames, split) in videos.items():
+            listed = (filelist_names or {}).get(name, name)
+            lines.append(f"{listed},55.0,30.0,66.0,32,32,50,{frames},{split}")
+            pixels = rng.integers(0, 255, (frames, 32, 32, 1), dtype=np.uint8).repeat(3, -1)
+            write_video(root / "Videos" / f"{name}.avi", pixels)
+        (root / "FileList.csv").write_text("\n".join(lines) + "\n")
+        rows = [(f"{n}.avi", *r, f) for n, f, rr in tracings for r in rr]
+        pd.DataFrame(rows, columns=["FileName", "X1", "Y1", "X2", "Y2", "Frame"]).to_csv(
+            root / "VolumeTracings.csv", index=False)
+        return root
+
+    return make
