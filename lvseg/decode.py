@@ -71,7 +71,8 @@ def decode_all(
     """Decode every video, in order; parallel across ``workers`` processes (default: all CPUs)."""
     workers = workers or os.cpu_count() or 1
     jobs = [(root, v) for v in videos]
-    bar = dict(total=len(jobs), desc="decoding videos", unit="video", disable=not progress)
+    # disable=None: a bar on a terminal, silence in logs and CI; disable=True: never
+    bar = dict(total=len(jobs), desc="decoding videos", unit="video", disable=None if progress else True)
     if workers == 1 or len(jobs) < SERIAL_BELOW:
         return [decode_one(*job) for job in tqdm(jobs, **bar)]
     # forkserver: the caller may hold threads (torch, Ray) that plain fork would copy mid-lock
