@@ -24,16 +24,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from filelock import FileLock
 
 from lvseg import decode
+from lvseg.cachedir import INFO, build_once
 from lvseg.echonet import (
     FILELIST,
     TRACINGS,
@@ -93,7 +92,7 @@ class FrameStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        info_path = self.path / "info.json"
+        info_path = self.path / INFO
         if not info_path.is_file():
             raise FileNotFoundError(f"{self.path} is not a frame store (no info.json)")
         self.info = json.loads(info_path.read_text())
@@ -179,12 +178,9 @@ def load_store(
     """
     root = Path(root)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    path = cache_dir / f"framestore-{source_hash(root)}"
-    if not (path / "info.json").is_file():
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(path) + ".lock"):
-            if not (path / "info.json").is_file():
-                _build(root, path, allow_missing, workers, progress)
+    key = source_hash(root)
+    path = cache_dir / f"framestore-{key}"
+    build_once(path, lambda tmp: _build(root, tmp, key, allow_missing, workers, progress))
     store = FrameStore(path)
     _check_problems(store, root, allow_missing)
     return store
@@ -205,7 +201,7 @@ def _check_problems(store: FrameStore, root: Path, allow_missing: bool) -> None:
     )
 
 
-def _build(root: Path, path: Path, allow_missing: bool, workers: int | None, progress: bool) -> None:
+def _build(root: Path, tmp: Path, key: str, allow_missing: bool, workers: int | None, progress: bool) -> None:
     started = time.perf_counter()
     videos, excluded = traced_videos(root, "all")
     missing = find_missing_videos(root, videos)
@@ -221,19 +217,12 @@ def _build(root: Path, path: Path, allow_missing: bool, workers: int | None, pro
     if not good:
         raise DataFormatError(f"{root}: no usable traced video ({len(problems)} problem(s): "
                               f"{'; '.join(list(problems.values())[:LISTED])})")
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        decode.write_arrays(tmp, good)
-        mean, std = decode.channel_stats([r for v, r in good if v.split == "train"])
-        info = {
-            "version": STORE_VERSION, "source_hash": path.name.split("-", 1)[1],
-            "root": str(root.resolve()), "mean": mean, "std": std,
-            "excluded": excluded, "problems": problems,
-            "build_seconds": round(time.perf_counter() - started, 3),
-        }
-        (tmp / "info.json").write_text(json.dumps(info, indent=1))
-        os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    decode.write_arrays(tmp, good)
+    mean, std = decode.channel_stats([r for v, r in good if v.split == "train"])
+    info = {
+        "version": STORE_VERSION, "source_hash": key,
+        "root": str(root.resolve()), "mean": mean, "std": std,
+        "excluded": excluded, "problems": problems,
+        "build_seconds": round(time.perf_counter() - started, 3),
+    }
+    (tmp / INFO).write_text(json.dumps(info, indent=1))
