@@ -1,0 +1,196 @@
+"""Training configs: typed, validated once, with every default defined here and nowhere else.
+
+A config file is one flat YAML mapping (the format ``lvsearch export`` writes)::
+
+    recipe: baseline
+    model: deeplabv3_resnet50
+    lr: 1.0e-5
+    ...
+
+:func:`parse_config` turns such a mapping into a frozen dataclass, rejecting unknown keys,
+ill-typed values and out-of-range values with a message that names them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lvseg.losses import LOSSES, REDUCTIONS
+from lvseg.models.baseline import MODELS
+from lvseg.models.dinov2 import PATCH
+from lvseg.models.heads import HEADS
+from lvseg.optim import OPTIMIZERS, SCHEDULES
+
+BEST_BY = ("val_loss", "val_dice")
+DEVICES = ("auto", "cpu", "cuda")
+PROBE_LAYERS = (1, 4)
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; the message names the source, the key and the value."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Knobs every trainable recipe shares. ``batch_size`` counts videos: each batch holds their
+    ES and ED frames, as the reference's does."""
+
+    recipe: str
+    optimizer: str = "sgd"
+    lr: float = 1e-5
+    momentum: float = 0.9          # sgd only
+    nesterov: bool = False         # sgd only
+    weight_decay: float = 0.0
+    batch_size: int = 20
+    loss: str = "bce"
+    loss_reduction: str = "sum"    # the reference sums BCE over pixels (and averages ES and ED)
+    focal_gamma: float = 2.0       # focal only
+    schedule: str = "constant"
+    warmup_epochs: int = 0
+    step_epochs: int = 10          # step only: epochs between decays
+    step_gamma: float = 0.1        # step only: decay factor
+    epochs: int = 50
+    seed: int = 0
+    best_by: str = "val_loss"      # the reference keeps the epoch of lowest validation loss
+    bn_refresh: bool = False       # recompute BatchNorm statistics over the train set before validating
+    device: str = "auto"
+    data: str | None = None        # EchoNet folder; `lvseg train --data` overrides
+
+    def __post_init__(self) -> None:
+        _choice(self, "optimizer", OPTIMIZERS)
+        _choice(self, "loss", LOSSES)
+        _choice(self, "loss_reduction", REDUCTIONS)
+        _choice(self, "schedule", SCHEDULES)
+        _choice(self, "best_by", BEST_BY)
+        _choice(self, "device", DEVICES)
+        _check(self, "lr", self.lr > 0, "must be > 0")
+        _check(self, "momentum", 0 <= self.momentum < 1, "must lie in [0, 1)")
+        _check(self, "weight_decay", self.weight_decay >= 0, "must be >= 0")
+        _check(self, "batch_size", self.batch_size >= 1, "must be >= 1")
+        _check(self, "epochs", self.epochs >= 1, "must be >= 1")
+        _check(self, "warmup_epochs", 0 <= self.warmup_epochs < self.epochs, "must lie in [0, epochs)")
+        _check(self, "step_epochs", self.step_epochs >= 1, "must be >= 1")
+        _check(self, "step_gamma", 0 < self.step_gamma <= 1, "must lie in (0, 1]")
+        _check(self, "focal_gamma", self.focal_gamma >= 0, "must be >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class BaselineConfig(TrainConfig):
+    """The EchoNet reference recipe; the defaults are the reference's own (ECHONET.md)."""
+
+    recipe: str = "baseline"
+    model: str = "deeplabv3_resnet50"
+    backbone_weights: str | None = None  # local state-dict file for the backbone; None: random init
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _choice(self, "model", MODELS)
+
+
+@dataclass(frozen=True)
+class ProbeConfig(TrainConfig):
+    """Frozen DINOv2 + a trained head. Defaults suit a head on cached features, not the reference."""
+
+    recipe: str = "dinov2_probe"
+    backbone: str = "tiny"
+    image_size: int = 224
+    head: str = "linear"
+    layers: int = 1
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    batch_size: int = 16
+    loss_reduction: str = "mean"
+    epochs: int = 10
+    best_by: str = "val_dice"
+    bn_refresh: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _choice(self, "head", HEADS)
+        _choice(self, "layers", PROBE_LAYERS)
+        _check(self, "image_size", self.image_size >= PATCH and self.image_size % PATCH == 0,
+               f"must be a positive multiple of the patch size {PATCH} (e.g. 224 or 448)")
+
+
+CONFIGS: dict[str, type[TrainConfig]] = {"baseline": BaselineConfig, "dinov2_probe": ProbeConfig}
+
+
+def config_keys(recipe: str) -> set[str]:
+    """Every key a config of this recipe accepts."""
+    return {f.name for f in dataclasses.fields(_config_class(recipe, "recipe"))}
+
+
+def parse_config(mapping: Mapping[str, Any], source: str = "config") -> TrainConfig:
+    """Validate a flat mapping into the recipe's config dataclass, or raise ConfigError."""
+    if not isinstance(mapping, Mapping):
+        raise ConfigError(f"{source}: expected a mapping of keys to values, got {type(mapping).__name__}")
+    cls = _config_class(mapping.get("recipe"), source)
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(mapping) - set(hints))
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) for recipe {cls.recipe}: {', '.join(unknown)}; "
+                          f"accepted: {', '.join(sorted(hints))}")
+    values = {key: _coerce(source, key, value, hints[key]) for key, value in mapping.items()}
+    try:
+        return cls(**values)
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}") from None
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read a YAML config file (safe_load) and validate it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} not found")
+    try:
+        mapping = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error})") from error
+    return parse_config(mapping or {}, source=str(path))
+
+
+def _config_class(recipe: object, source: str) -> type[TrainConfig]:
+    if recipe not in CONFIGS:
+        raise ConfigError(f"{source}: recipe: {recipe!r} is not a trainable recipe; known: {', '.join(CONFIGS)}")
+    return CONFIGS[recipe]  # type: ignore[index]
+
+
+def _coerce(source: str, key: str, value: Any, hint: Any) -> Any:
+    """Check a value against its field's type. Ints pass as floats; a float written the YAML 1.1
+    way without a dot ("1e-5" is a string to safe_load) is accepted as the number it means."""
+    allowed = typing.get_args(hint) or (hint,)
+    if value is None and type(None) in allowed:
+        return None
+    if float in allowed and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if float in allowed and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if any(isinstance(value, t) and not (t is int and isinstance(value, bool)) for t in allowed if t is not type(None)):
+        return value
+    names = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
+    raise ConfigError(f"{source}: {key}: expected {names}, got {value!r} ({type(value).__name__})")
+
+
+def _choice(config: TrainConfig, key: str, choices: typing.Iterable[Any]) -> None:
+    choices = list(choices)
+    value = getattr(config, key)
+    if value not in choices:
+        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, choices))}")
+
+
+def _check(config: TrainConfig, key: str, ok: bool, rule: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {getattr(config, key)!r} {rule}")

@@ -1,0 +1,1 @@
+"""Model builders: a name -> builder dict per family (baseline networks, probe heads, backbones)."""

@@ -1,0 +1,245 @@
+"""The epoch loop the trainable recipes share: train, refresh BatchNorm, validate, checkpoint, report.
+
+A recipe supplies a model and two :class:`SplitData` (how to turn sample indices into a model
+input batch); everything else (optimiser, schedule, loss, metrics, best-epoch choice, checkpoints,
+resume, divergence, early stop by the caller) happens here, once, for every recipe.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from lvseg.config import TrainConfig
+from lvseg.losses import build_loss, foreground_logit
+from lvseg.metrics import overlap_counts, summarise
+from lvseg.optim import build_optimizer, lr_factor
+from lvseg.volumes import ef_absolute_errors
+
+Report = Callable[[dict[str, Any]], None]
+BEST = "best.pt"
+LAST = "last.pt"
+
+
+@dataclass(frozen=True)
+class SplitData:
+    """One split, two samples per video (ES at 2v, ED at 2v+1).
+
+    ``inputs(indices)`` returns the model's input batch (float, on CPU) for those samples;
+    ``masks`` is bool (N, H, W); ``ef`` float (V,) FileList EF per video.
+    """
+
+    inputs: Callable[[np.ndarray], torch.Tensor]
+    masks: np.ndarray
+    phases: np.ndarray
+    ef: np.ndarray
+
+    @property
+    def videos(self) -> int:
+        return len(self.masks) // 2
+
+    def batches(self, batch_size: int, order: np.ndarray | None = None):
+        """Sample-index batches of ``batch_size`` videos (both frames of each), in ``order``."""
+        order = np.arange(self.videos) if order is None else order
+        for start in range(0, len(order), batch_size):
+            chosen = order[start:start + batch_size]
+            yield np.stack([2 * chosen, 2 * chosen + 1], axis=1).reshape(-1)
+
+
+@dataclass
+class RunResult:
+    """What a recipe returns: status ("completed", "diverged" or "stopped: <why>"), the best
+    epoch's metrics and checkpoint, every epoch's metrics, and the resolved config."""
+
+    status: str
+    config: dict[str, Any]
+    best_epoch: int | None = None
+    best: dict[str, Any] = field(default_factory=dict)
+    checkpoint: Path | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: cuda requested but no CUDA device is available")
+    return torch.device(name)
+
+
+def is_better(metrics: dict[str, Any], best: dict[str, Any], best_by: str) -> bool:
+    if not best:
+        return True
+    if best_by == "val_loss":
+        return metrics["val_loss"] < best["val_loss"]
+    return metrics["val_dice"] > best["val_dice"]
+
+
+class Trainer:
+    """Runs ``config.epochs`` epochs of ``model`` on ``train``, validating on ``val``.
+
+    Checkpoints go to ``workdir``: ``last.pt`` every epoch (for resume) and ``best.pt`` when the
+    chosen metric improves. Both hold the resolved config; load them with ``weights_only=True``.
+    """
+
+    def __init__(self, model: nn.Module, config: TrainConfig, train: SplitData, val: SplitData,
+                 workdir: Path, params: list[nn.Parameter] | None = None) -> None:
+        self.config, self.train, self.val, self.workdir = config, train, val, Path(workdir)
+        self.device = pick_device(config.device)
+        self.model = model.to(self.device)
+        if self.device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.loss = build_loss(config.loss, config.loss_reduction, config.focal_gamma)
+        self.optimizer = build_optimizer(config.optimizer, params or list(model.parameters()), config.lr,
+                                         config.weight_decay, config.momentum, config.nesterov)
+        factor = lr_factor(config.schedule, config.epochs, config.warmup_epochs, config.step_epochs,
+                           config.step_gamma)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+        self.result = RunResult(status="running", config=config.to_dict())
+
+    # ---- one epoch -------------------------------------------------------------------------
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        if self.device.type == "cuda" and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            return self.model(x).float()
+
+    def _batch_loss(self, logits: torch.Tensor, masks: np.ndarray) -> torch.Tensor:
+        target = torch.from_numpy(masks).to(self.device, dtype=torch.float32)
+        loss = self.loss(logits, target)
+        # summed like the reference: (loss over ES frames + loss over ED frames) / 2
+        return loss / 2 if self.config.loss_reduction == "sum" else loss
+
+    def train_epoch(self, epoch: int) -> float:
+        """One pass in a seeded order (the same whether or not the run was resumed).
+        Returns the mean loss per frame, or NaN when the loss diverged."""
+        self.model.train()
+        order = np.random.default_rng([self.config.seed, epoch]).permutation(self.train.videos)
+        total, frames = 0.0, 0
+        for index in self.train.batches(self.config.batch_size, order):
+            loss = self._batch_loss(self._forward(self.train.inputs(index)), self.train.masks[index])
+            if not torch.isfinite(loss):
+                return math.nan
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            scale = 2 if self.config.loss_reduction == "sum" else len(index)
+            total, frames = total + loss.item() * scale, frames + len(index)
+        self.scheduler.step()
+        return total / frames
+
+    @torch.no_grad()
+    def refresh_batchnorm(self) -> None:
+        """Recompute BatchNorm running statistics as a plain average over the train set.
+
+        Short trials (a scheduler judges after an epoch or two) otherwise validate with running
+        statistics that still remember the random initialisation: a model that segments well in
+        train mode can score Dice 0 in eval mode (PITFALLS.md, 1)."""
+        norms = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if not norms:
+            return
+        saved = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average
+        self.model.train()
+        for index in self.train.batches(self.config.batch_size):
+            self._forward(self.train.inputs(index))
+        for m, momentum in zip(norms, saved, strict=True):
+            m.momentum = momentum
+
+    @torch.no_grad()
+    def predict(self, data: SplitData) -> tuple[np.ndarray, float]:
+        """Bool (N, H, W) predicted masks (LV logit > 0) and the mean loss per frame."""
+        self.model.eval()
+        masks, total = [], 0.0
+        for index in data.batches(self.config.batch_size):
+            logits = self._forward(data.inputs(index))
+            scale = 2 if self.config.loss_reduction == "sum" else len(index)
+            total += self._batch_loss(logits, data.masks[index]).item() * scale
+            masks.append((foreground_logit(logits) > 0).cpu().numpy())
+        return np.concatenate(masks), total / len(data.masks)
+
+    def evaluate(self, data: SplitData, prefix: str = "val_") -> tuple[dict[str, float], np.ndarray]:
+        """Loss, pooled/per-phase/mean Dice and EF error on a split, plus the predicted masks."""
+        predicted, loss = self.predict(data)
+        metrics = {f"{prefix}loss": loss, **summarise(overlap_counts(predicted, data.masks), data.phases, prefix)}
+        errors = ef_absolute_errors(predicted[0::2], predicted[1::2], data.ef)
+        metrics[f"{prefix}ef_mae"] = float(np.nanmean(errors)) if np.isfinite(errors).any() else math.nan
+        return metrics, predicted
+
+    # ---- the run ---------------------------------------------------------------------------
+
+    def fit(self, report: Report | None = None, resume: bool = False) -> RunResult:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        start = self._resume() if resume else 0
+        for epoch in range(start, self.config.epochs):
+            started = time.perf_counter()
+            train_loss = self.train_epoch(epoch)
+            if math.isnan(train_loss):
+                self.result.status = f"diverged at epoch {epoch + 1}: non-finite {self.config.loss} loss"
+                return self.result
+            if self.config.bn_refresh:
+                self.refresh_batchnorm()
+            metrics, _ = self.evaluate(self.val)
+            metrics["ef_mae"] = metrics.pop("val_ef_mae")  # the report contract's name
+            metrics = {"epoch": epoch + 1, "train_loss": train_loss, **metrics,
+                       "lr": self.optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
+            self._record(metrics)
+            if not self._report(report, metrics):
+                return self.result
+        self.result.status = "completed"
+        return self.result
+
+    def _record(self, metrics: dict[str, Any]) -> None:
+        self.result.history.append(metrics)
+        if is_better(metrics, self.result.best, self.config.best_by):
+            self.result.best, self.result.best_epoch = metrics, metrics["epoch"]
+            self.result.checkpoint = self.workdir / BEST
+            torch.save({"model": self.model.state_dict(), "config": self.result.config,
+                        "epoch": metrics["epoch"], "metrics": metrics}, self.result.checkpoint)
+        torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(), "config": self.result.config,
+                    "history": self.result.history, "best_epoch": self.result.best_epoch},
+                   self.workdir / LAST)
+
+    def _report(self, report: Report | None, metrics: dict[str, Any]) -> bool:
+        """Hand the epoch's metrics to the caller; an exception there stops the run cleanly."""
+        if report is None:
+            return True
+        try:
+            report(dict(metrics))
+        except Exception as error:  # the caller's way to stop us (e.g. a scheduler): not our bug
+            self.result.status = f"stopped at epoch {metrics['epoch']}: {type(error).__name__}: {error}"
+            return False
+        return True
+
+    def _resume(self) -> int:
+        """Continue from ``last.pt`` if the workdir has one for this same config; returns the
+        next epoch (0-based)."""
+        path = self.workdir / LAST
+        if not path.is_file():
+            return 0
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        if state["config"] != self.result.config:
+            changed = sorted(k for k in self.result.config if state["config"].get(k) != self.result.config[k])
+            raise ValueError(f"{path} was written by another config (differs in {', '.join(changed)})")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.result.history = list(state["history"])
+        self.result.best_epoch = state["best_epoch"]
+        if self.result.best_epoch is not None:
+            self.result.best = self.result.history[self.result.best_epoch - 1]
+            self.result.checkpoint = self.workdir / BEST
+        return len(self.result.history)
