@@ -4,6 +4,7 @@
     lvseg cache ROOT [--cache-dir DIR]             build (or find) the frame store of a folder
     lvseg preview ROOT --out PNG                   traced frames with their masks, as a PNG
     lvseg demo [--out DIR]                         synth + cache + summary + preview
+    lvseg train CONFIG.yaml [--data ROOT] [--out DIR]   train from a config, evaluate on val/test
 """
 
 from __future__ import annotations
@@ -49,7 +50,32 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="synthetic folder -> frame store -> summary -> PNG")
     demo.add_argument("--out", type=Path, default=Path("demo-output"))
     demo.add_argument("--videos", type=int, default=50)
+    train = commands.add_parser("train", help="train from a config file, evaluate on val and test")
+    train.add_argument("config", type=Path, help="flat YAML config (the format `lvsearch export` writes)")
+    train.add_argument("--data", type=Path, default=None, help="EchoNet folder (default: the config's `data:`)")
+    train.add_argument("--out", type=Path, default=None, help="output folder (default: runs/<recipe>-<time>)")
+    train.add_argument("--cache-dir", type=Path, default=None)
+    train.add_argument("--allow-missing", action="store_true")
     return parser
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from lvseg.config import load_config
+    from lvseg.retrain import train_from_config
+
+    config = load_config(args.config)
+    out = args.out or Path("runs") / f"{config.recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
+    metrics = train_from_config(config, args.data, out, args.cache_dir, args.allow_missing)
+    print(f"status {metrics['status']}, best epoch {metrics['best_epoch']}")
+    for split in ("val", "test"):
+        if f"{split}_dice" in metrics:
+            print(f"{split}: pooled Dice {metrics[f'{split}_dice']:.4f} "
+                  f"(ES {metrics.get(f'{split}_dice_es', float('nan')):.4f}, "
+                  f"ED {metrics.get(f'{split}_dice_ed', float('nan')):.4f}), "
+                  f"EF MAE {metrics.get(f'{split}_ef_mae', float('nan')):.2f}")
+    print(f"reports in {out}: metrics.json, *_per_video_dice.csv, *_dice_histogram.png, overlay.png")
+    for note in metrics["caveats"]:
+        print(f"NOTE: {note} - these numbers are not a result.")
 
 
 def cmd_synth(args: argparse.Namespace) -> None:
@@ -90,7 +116,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(SYNTHETIC_NOTE)
 
 
-COMMANDS = {"synth": cmd_synth, "cache": cmd_cache, "preview": cmd_preview, "demo": cmd_demo}
+COMMANDS = {"synth": cmd_synth, "cache": cmd_cache, "preview": cmd_preview, "demo": cmd_demo, "train": cmd_train}
 
 
 def main(argv: list[str] | None = None) -> int:

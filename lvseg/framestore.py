@@ -45,6 +45,7 @@ from lvseg.echonet import (
 )
 
 STORE_VERSION = 1
+SYNTHETIC_MARKER = "SYNTHETIC.txt"  # written by lvseg.synth beside FileList.csv
 CACHE_ENV = "LVSEG_CACHE_DIR"
 LISTED = 5
 
@@ -222,7 +223,7 @@ def _build(root: Path, tmp: Path, key: str, allow_missing: bool, workers: int | 
     info = {
         "version": STORE_VERSION, "source_hash": key,
         "root": str(root.resolve()), "mean": mean, "std": std,
-        "excluded": excluded, "problems": problems,
+        "excluded": excluded, "problems": problems, "synthetic": (root / SYNTHETIC_MARKER).is_file(),
         "build_seconds": round(time.perf_counter() - started, 3),
     }
     (tmp / INFO).write_text(json.dumps(info, indent=1))

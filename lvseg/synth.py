@@ -20,6 +20,7 @@ import pandas as pd
 import skimage.draw
 
 from lvseg.echonet import FILELIST, TRACINGS, VIDEOS, trace_mask
+from lvseg.framestore import SYNTHETIC_MARKER  # lets every downstream output say "synthetic"
 from lvseg.video import write_video
 from lvseg.volumes import discs_volume, ejection_fraction
 
@@ -30,6 +31,7 @@ PIXEL_SPACING_CM = 0.14  # makes volumes land in a plausible mL range; EF does n
 SPLIT_SHARES = (("TRAIN", 0.75), ("VAL", 0.125), ("TEST", 0.125))
 FILELIST_HEADER = ["FileName", "EF", "ESV", "EDV", "FrameHeight", "FrameWidth", "FPS",
                    "NumberOfFrames", "Split"]
+MARKER_TEXT = "Written by `lvseg synth`: cartoons in the EchoNet-Dynamic format, not echocardiograms.\n"
 CAVITY, WALL, TISSUE = 0.06, 0.72, 0.33  # mean echo brightness of blood, myocardium, surroundings
 
 
@@ -174,6 +176,7 @@ def write_synthetic(out: str | Path, videos: int = 50, seed: int = 0) -> Path:
         raise ValueError(f"videos must be at least 1, got {videos}")
     out = Path(out)
     (out / VIDEOS).mkdir(parents=True, exist_ok=True)
+    (out / SYNTHETIC_MARKER).write_text(MARKER_TEXT)
     rng = np.random.default_rng(seed)
     splits = assign_splits(videos, rng)
     rows, tracings = [], []

@@ -91,6 +91,8 @@ def load_backbone_weights(model: nn.Module, path: Path) -> None:
         raise ValueError(f"{type(model).__name__} has no backbone to load {path} into")
     state = torch.load(path, map_location="cpu", weights_only=True)
     state = {k: v for k, v in state.items() if not k.startswith(("fc.", "classifier."))}
+    # MobileNet backbones are the classifier's `features` re-indexed: features.3.x -> 3.x
+    state = {k.removeprefix("features."): v for k, v in state.items()}
     missing, unexpected = backbone.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ValueError(f"{path}: does not fit the backbone: {len(missing)} missing key(s) "

@@ -1,0 +1,62 @@
+"""``lvseg train CONFIG.yaml``: train from a config file (the format the search exports), then
+evaluate the best epoch on val and test and write the reports."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from lvseg.config import TrainConfig
+from lvseg.framestore import FrameStore, load_store
+from lvseg.recipes import get_recipe
+from lvseg.report import caveats, overlay, split_report, write_metrics
+
+
+def print_epoch(metrics: dict[str, Any]) -> None:
+    shown = ("epoch", "train_loss", "val_loss", "val_dice", "val_dice_es", "val_dice_ed", "ef_mae", "seconds")
+    print("  ".join(f"{k} {metrics[k]:.4g}" if isinstance(metrics[k], float) else f"{k} {metrics[k]}"
+                    for k in shown), flush=True)
+
+
+def train_from_config(config: TrainConfig, data: str | Path | None, out: str | Path,
+                      cache_dir: str | Path | None = None, allow_missing: bool = False) -> dict[str, Any]:
+    """Train, evaluate on val and test, write reports to ``out``; returns the metrics written."""
+    root = data or config.data
+    if root is None:
+        raise ValueError("no data folder: pass --data ROOT or set `data:` in the config")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    store = load_store(root, cache_dir, allow_missing)
+    notes = caveats(config, store)
+    for note in notes:
+        print(f"NOTE: {note} - these numbers are not a result.")
+    result = get_recipe(config.recipe)(config, store, report=print_epoch, workdir=out)
+    pd.DataFrame(result.history).to_csv(out / "history.csv", index=False)
+    metrics: dict[str, Any] = {"status": result.status, "best_epoch": result.best_epoch, "caveats": notes}
+    if result.checkpoint is not None:
+        metrics.update(evaluate_checkpoint(config, result.checkpoint, store, out, notes))
+    write_metrics(out / "metrics.json", metrics)
+    return metrics
+
+
+def evaluate_checkpoint(config: TrainConfig, checkpoint: Path, store: FrameStore, out: Path,
+                        notes: list[str]) -> dict[str, float]:
+    trainer, splits = get_recipe(config.recipe).trainer_from_checkpoint(config, checkpoint, store)
+    title = f"{config.recipe} ({'; '.join(notes) or 'EchoNet-Dynamic'})"
+    metrics: dict[str, float] = {}
+    for split in ("val", "test"):
+        if splits[split].videos == 0:
+            metrics[f"{split}_dice"] = math.nan
+            continue
+        split_metrics, predicted = trainer.evaluate(splits[split], prefix=f"{split}_")
+        frames = store.frames(split)
+        metrics.update(split_report(split, split_metrics, predicted, frames.masks, frames.phases,
+                                    frames.videos, out, title))
+        if split == "test":
+            overlay(frames.images, predicted, frames.masks, frames.videos, out / "overlay.png", title)
+    return metrics
