@@ -184,7 +184,7 @@ class Trainer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         start = self._resume() if resume else 0
         for epoch in range(start, self.config.epochs):
-            started = time.perf_counter()
+            started, lr = time.perf_counter(), self.optimizer.param_groups[0]["lr"]
             train_loss = self.train_epoch(epoch)
             if math.isnan(train_loss):
                 self.result.status = f"diverged at epoch {epoch + 1}: non-finite {self.config.loss} loss"
@@ -194,7 +194,7 @@ class Trainer:
             metrics, _ = self.evaluate(self.val)
             metrics["ef_mae"] = metrics.pop("val_ef_mae")  # the report contract's name
             metrics = {"epoch": epoch + 1, "train_loss": train_loss, **metrics,
-                       "lr": self.optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
+                       "lr": lr, "seconds": time.perf_counter() - started}
             self._record(metrics)
             if not self._report(report, metrics):
                 return self.result

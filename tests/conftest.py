@@ -65,3 +65,23 @@ def make_folder(tmp_path: Path) -> Callable[..., Path]:
         return root
 
     return make
+
+
+@pytest.fixture(scope="session")
+def training_store(tmp_path_factory: pytest.TempPathFactory):
+    """Frame store of a 24-video synthetic folder (18 train, 3 val, 3 test) for training tests."""
+    from lvseg.framestore import load_store
+
+    base = tmp_path_factory.mktemp("training")
+    root = write_synthetic(base / "echonet", videos=24, seed=11)
+    return load_store(root, base / "cache", progress=False)
+
+
+@pytest.fixture(scope="session")
+def small_store(tmp_path_factory: pytest.TempPathFactory):
+    """Frame store of a 4-video synthetic folder (2 train, 1 val, 1 test): one cheap epoch."""
+    from lvseg.framestore import load_store
+
+    base = tmp_path_factory.mktemp("small")
+    root = write_synthetic(base / "echonet", videos=4, seed=5)
+    return load_store(root, base / "cache", progress=False)

@@ -93,7 +93,10 @@ def load_backbone_weights(model: nn.Module, path: Path) -> None:
     state = {k: v for k, v in state.items() if not k.startswith(("fc.", "classifier."))}
     # MobileNet backbones are the classifier's `features` re-indexed: features.3.x -> 3.x
     state = {k.removeprefix("features."): v for k, v in state.items()}
-    missing, unexpected = backbone.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = backbone.load_state_dict(state, strict=False)
+    except RuntimeError as error:  # shape mismatches raise even when strict=False
+        raise ValueError(f"{path}: does not fit the backbone: {str(error).splitlines()[1:3]}") from error
     if missing or unexpected:
         raise ValueError(f"{path}: does not fit the backbone: {len(missing)} missing key(s) "
                          f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})")

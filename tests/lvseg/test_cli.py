@@ -29,3 +29,38 @@ def test_demo_writes_data_store_and_preview(tmp_path: Path, capsys: pytest.Captu
     out = capsys.readouterr().out
     assert (tmp_path / "preview.png").is_file() and (tmp_path / "synthetic-echonet" / "FileList.csv").is_file()
     assert "frame store ready" in out and "nothing measured on them is a result" in out
+
+
+def test_train_from_a_config_file_end_to_end(small_store, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    import pandas as pd
+    import torch
+
+    config = tmp_path / "best.yaml"
+    config.write_text("recipe: baseline\nmodel: tiny\noptimizer: adam\nlr: 3e-3\nbatch_size: 2\n"
+                      "loss_reduction: mean\nepochs: 2\nbn_refresh: true\nbest_by: val_dice\n")
+    out = tmp_path / "run"
+    root = small_store.info["root"]
+    args = ["train", str(config), "--data", root, "--out", str(out), "--cache-dir", str(small_store.path.parent)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "NOTE: SYNTHETIC data" in printed and "NOTE: TINY test model" in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    for split in ("val", "test"):
+        for key in ("dice", "dice_es", "dice_ed", "dice_mean", "ef_mae", "dice_ci_low"):
+            assert 0 <= metrics[f"{split}_{key}"] <= (100 if key == "ef_mae" else 1)
+    history = pd.read_csv(out / "history.csv")
+    best = history[history["epoch"] == metrics["best_epoch"]].iloc[0]
+    assert metrics["val_dice"] == pytest.approx(best["val_dice"], abs=1e-9)  # re-evaluated best.pt
+    assert set(pd.read_csv(out / "test_per_video_dice.csv").columns) >= {"video", "dice_es", "dice_ed"}
+    for png in ("overlay.png", "test_dice_histogram.png", "val_dice_histogram.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    assert torch.load(out / "best.pt", weights_only=True)["config"]["model"] == "tiny"
+
+
+def test_train_with_a_bad_config_names_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("recipe: baseline\nlearning_rate: 0.1\n")
+    assert main(["train", str(config), "--data", str(tmp_path)]) == 2
+    assert "unknown key(s) for recipe baseline: learning_rate" in capsys.readouterr().err

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lvseg.losses import LOSSES, build_loss, channels, foreground_logit
+
+
+def _target() -> torch.Tensor:
+    target = torch.zeros(2, 8, 8)
+    target[:, 2:6, 2:6] = 1
+    return target
+
+
+def _logits(target: torch.Tensor, sign: float, out: int) -> torch.Tensor:
+    z = sign * 6 * (2 * target - 1)
+    return z[:, None] if out == 1 else torch.stack([-z / 2, z / 2], 1)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_every_loss_prefers_right_over_wrong_and_has_gradients(name: str, reduction: str) -> None:
+    loss = build_loss(name, reduction)
+    target = _target()
+    right = _logits(target, 1, channels(name)).requires_grad_()
+    wrong = _logits(target, -1, channels(name))
+    value = loss(right, target)
+    assert torch.isfinite(value) and value < loss(wrong, target)
+    value.backward()
+    assert right.grad is not None and torch.isfinite(right.grad).all()
+
+
+def test_sum_is_mean_times_pixels_for_bce() -> None:
+    target, logits = _target(), torch.randn(2, 1, 8, 8)
+    assert build_loss("bce", "sum")(logits, target) == pytest.approx(
+        build_loss("bce", "mean")(logits, target).item() * 128, rel=1e-5)
+
+
+def test_two_channel_foreground_logit_is_the_softmax_log_odds() -> None:
+    logits = torch.randn(3, 2, 4, 4)
+    probability = torch.softmax(logits, 1)[:, 1]
+    assert torch.allclose(torch.sigmoid(foreground_logit(logits)), probability, atol=1e-6)
+
+
+def test_unknown_names_are_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown loss 'mse'"):
+        build_loss("mse")
+    with pytest.raises(ValueError, match="unknown loss reduction 'max'"):
+        build_loss("bce", "max")

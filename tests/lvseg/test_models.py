@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+from lvseg.models.baseline import MODELS, build_model
+from lvseg.models.heads import HEADS, build_probe
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_baseline_model_maps_frames_to_one_logit_map(name: str) -> None:
+    torch.manual_seed(0)
+    model = build_model(name, out_channels=1).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 112, 112)).shape == (1, 1, 112, 112)
+
+
+def test_two_channels_for_softmax_losses() -> None:
+    assert build_model("tiny", out_channels=2)(torch.randn(2, 3, 112, 112)).shape == (2, 2, 112, 112)
+
+
+@pytest.mark.parametrize("model, classifier", [
+    ("deeplabv3_resnet50", torchvision.models.resnet50),
+    ("lraspp_mobilenet_v3_large", torchvision.models.mobilenet_v3_large),
+])
+def test_backbone_weights_load_from_a_local_file(tmp_path: Path, model: str, classifier) -> None:
+    torch.manual_seed(1)
+    weights = classifier(weights=None).state_dict()
+    torch.save(weights, tmp_path / "backbone.pt")
+    built = build_model(model, backbone_weights=tmp_path / "backbone.pt")
+    backbone = built.model.backbone.state_dict()
+    first = next(k for k in weights if not k.startswith(("fc.", "classifier.")))
+    assert torch.equal(backbone[first.removeprefix("features.")], weights[first])
+
+
+def test_wrong_backbone_file_fails_loudly(tmp_path: Path) -> None:
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), tmp_path / "r18.pt")
+    with pytest.raises(ValueError, match="does not fit the backbone"):
+        build_model("deeplabv3_resnet50", backbone_weights=tmp_path / "r18.pt")
+    with pytest.raises(FileNotFoundError, match="nothere.pt"):
+        build_model("deeplabv3_resnet50", backbone_weights=tmp_path / "nothere.pt")
+    with pytest.raises(ValueError, match="unknown model 'unet'"):
+        build_model("unet")
+
+
+@pytest.mark.parametrize("head", sorted(HEADS))
+@pytest.mark.parametrize("out", [1, 2])
+def test_every_head_upsamples_patch_logits_to_the_mask(head: str, out: int) -> None:
+    probe = build_probe(head, channels=24, out=out, mask_size=(112, 112))
+    assert probe(torch.randn(3, 24, 16, 16)).shape == (3, out, 112, 112)
