@@ -1,32 +1,34 @@
 from __future__ import annotations
 
-import multiprocessing
-import time
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from lvseg.cachedir import INFO, build_once, is_built
 
+SLOW_BUILDER = """
+import sys, time
+from pathlib import Path
+from lvseg.cachedir import INFO, build_once
 
-def _slow_build(path: Path, log: Path) -> None:
-    def build(tmp: Path) -> None:
-        with log.open("a") as handle:
-            handle.write("built\n")
-        time.sleep(0.5)
-        (tmp / INFO).write_text("{}")
+path, log = Path(sys.argv[1]), Path(sys.argv[2])
 
-    build_once(path, build)
+def build(tmp):
+    with log.open("a") as handle:
+        handle.write("built\\n")
+    time.sleep(0.5)
+    (tmp / INFO).write_text("{}")
+
+build_once(path, build)
+"""
 
 
 def test_concurrent_processes_build_once(tmp_path: Path) -> None:
     path, log = tmp_path / "thing", tmp_path / "log"
-    context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_slow_build, args=(path, log)) for _ in range(3)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(60)
+    workers = [subprocess.Popen([sys.executable, "-c", SLOW_BUILDER, str(path), str(log)]) for _ in range(3)]
+    assert [worker.wait(60) for worker in workers] == [0, 0, 0]
     assert log.read_text() == "built\n" and is_built(path)
 
 

@@ -14,7 +14,8 @@ from lvseg.recipes import get_recipe
 def test_cached_features_equal_the_backbone_output(small_store) -> None:
     features = load_features(small_store, "tiny", 112, 4, progress=False)
     assert features.dtype == np.float16 and features.shape == (len(small_store), 2, 128, 8, 8)
-    direct = dinov2.patch_features(dinov2.load_backbone("tiny"), torch.from_numpy(np.array(small_store.images[1])), 112, 4)
+    frames = torch.from_numpy(np.array(small_store.images[1]))
+    direct = dinov2.patch_features(dinov2.load_backbone("tiny"), frames, 112, 4)
     np.testing.assert_allclose(features[1].astype(np.float32), direct.numpy(), rtol=2e-3, atol=2e-3)
 
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -19,7 +21,7 @@ def test_every_optimizer_takes_a_step_downhill(name: str) -> None:
 def test_every_schedule_starts_at_the_base_rate_and_never_rises(name: str) -> None:
     factor = lr_factor(name, epochs=20, step_epochs=5)
     values = [factor(e) for e in range(20)]
-    assert values[0] == 1.0 and all(b <= a for a, b in zip(values, values[1:], strict=False))
+    assert values[0] == 1.0 and all(b <= a for a, b in itertools.pairwise(values))
 
 
 def test_schedule_shapes() -> None:

@@ -48,7 +48,7 @@ def test_every_optimizer_and_schedule(small_store, tmp_path: Path, optimizer: st
     result, reports = _run(small_store, tmp_path, recipe="dinov2_probe", image_size=112, optimizer=optimizer,
                            schedule=schedule, epochs=3, warmup_epochs=1, step_epochs=1, lr=1e-2)
     assert result.status == "completed"
-    assert [r["lr"] for r in reports][0] == pytest.approx(1e-2 * 0.5)  # warm-up: half the rate
+    assert next(r["lr"] for r in reports) == pytest.approx(1e-2 * 0.5)  # warm-up: half the rate
 
 
 @pytest.mark.parametrize("head", sorted(HEADS))
@@ -99,7 +99,7 @@ def test_resume_refuses_another_config(small_store, tmp_path: Path) -> None:
 
 
 def test_divergence_is_a_status_not_a_crash(small_store, tmp_path: Path) -> None:
-    result, reports = _run(small_store, tmp_path, **{**FAST_BASELINE, "optimizer": "sgd", "lr": 1e30,
+    result, _reports = _run(small_store, tmp_path, **{**FAST_BASELINE, "optimizer": "sgd", "lr": 1e30,
                                                     "loss_reduction": "sum", "epochs": 3})
     assert result.status.startswith("diverged at epoch")
 
