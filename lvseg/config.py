@@ -61,6 +61,8 @@ class TrainConfig:
     best_by: str = "val_loss"      # the reference keeps the epoch of lowest validation loss
     bn_refresh: bool = False       # recompute BatchNorm statistics over the train set before validating
     device: str = "auto"
+    threads: int | None = None     # torch CPU threads; None: torch's choice. Float sums depend on it,
+                                   # so bit-exact reproduction of a trial needs the trial's count
     data: str | None = None        # EchoNet folder; `lvseg train --data` overrides
 
     def __post_init__(self) -> None:
@@ -79,6 +81,7 @@ class TrainConfig:
         _check(self, "step_epochs", self.step_epochs >= 1, "must be >= 1")
         _check(self, "step_gamma", 0 < self.step_gamma <= 1, "must lie in (0, 1]")
         _check(self, "focal_gamma", self.focal_gamma >= 0, "must be >= 0")
+        _check(self, "threads", self.threads is None or self.threads >= 1, "must be >= 1 (or null)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

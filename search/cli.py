@@ -1,11 +1,137 @@
-"""``lvsearch``: placeholder until the search orchestration lands (issue: search orchestration)."""
+"""``lvsearch``: launch, resume, list, export and browse searches.
+
+    lvsearch run SPACE.yaml [--data ROOT] [--name NAME] [--samples N] [--address ADDR]
+    lvsearch resume NAME
+    lvsearch list
+    lvsearch export NAME [--top K] --out FILE.yaml
+    lvsearch ui [--port 5000]
+    lvsearch demo
+
+Every command takes --tracking-uri (default $MLFLOW_TRACKING_URI, else sqlite:///./mlruns.db) and
+--storage (default $LVSEARCH_STORAGE, else ./lvsearch-runs), so each finds a search wherever it ran.
+"""
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
+from pathlib import Path
+
+from lvseg.config import ConfigError
+from search.space import SpaceError
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (sqlite:///..., http://...)")
+    parser.add_argument("--storage", type=Path, default=None, help="folder for Ray Tune's search state")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lvsearch", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run a search from a space YAML")
+    run.add_argument("space", type=Path)
+    run.add_argument("--data", default=None, help="EchoNet folder (default: the space's `data:`)")
+    run.add_argument("--name", default=None, help="search name (default: <space>-<time>)")
+    run.add_argument("--samples", type=int, default=None, help="number of trials (default: the space's)")
+    run.add_argument("--address", default=None, help="join a Ray cluster (e.g. auto, or HOST:6379)")
+    run.add_argument("--cache-dir", type=Path, default=None, help="frame-store and feature caches")
+    run.add_argument("--allow-missing", action="store_true", help="skip (and report) broken or missing videos")
+    resume = commands.add_parser("resume", help="continue an interrupted search")
+    resume.add_argument("name")
+    resume.add_argument("--address", default=None)
+    commands.add_parser("list", help="searches with their best trial")
+    export = commands.add_parser("export", help="write the best trial's resolved config")
+    export.add_argument("name")
+    export.add_argument("--top", type=int, default=1, help="K > 1 writes a folder of the K best, ranked")
+    export.add_argument("--out", type=Path, required=True)
+    ui = commands.add_parser("ui", help="MLflow UI on this store, bound to 127.0.0.1")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
+    demo = commands.add_parser("demo", help="synthetic data, every demo space, best configs")
+    demo.add_argument("--out", type=Path, default=Path("demo-output"))
+    for command in (run, resume, commands.choices["list"], export, ui, demo):
+        _common(command)
+    return parser
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from search.runner import run_search
+    from search.space import load_space
+
+    space = load_space(args.space)  # validated before anything starts
+    run_search(space, args.data, args.name, args.samples, args.tracking_uri, args.storage, args.address,
+               args.cache_dir, args.allow_missing)
+
+
+def cmd_resume(args: argparse.Namespace) -> None:
+    from search.runner import resume_search
+
+    resume_search(args.name, args.storage, args.address)
+
+
+def cmd_list(args: argparse.Namespace) -> None:
+    from search import tracking
+    from search.export import search_summaries
+
+    uri = args.tracking_uri or tracking.default_tracking_uri()
+    rows = search_summaries(uri)
+    if not rows:
+        print(f"no searches in {uri}")
+        return
+    print(f"{'search':<36} {'recipe':<14} {'status':<9} {'trials':>6}  {'best':>8}  best trial")
+    for row in rows:
+        best = "-" if row["best"] is None else f"{row['best']:.4f}"
+        print(f"{row['name']:<36} {row['recipe'] or '-':<14} {row['status']:<9} {row['trials']:>6}  "
+              f"{best:>8}  {row['best_trial']} ({row['metric']})")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from search import tracking
+    from search.export import export_best
+
+    if args.top < 1:
+        raise ValueError(f"--top must be >= 1, got {args.top}")
+    paths = export_best(args.tracking_uri or tracking.default_tracking_uri(), args.name, args.out, args.top)
+    for path in paths:
+        print(f"wrote {path}")
+    print(f"retrain with: lvseg train {paths[0]}")
+
+
+def cmd_ui(args: argparse.Namespace) -> None:
+    from search import tracking
+
+    uri = args.tracking_uri or tracking.default_tracking_uri()
+    if not tracking.is_local(uri):
+        print(f"this search logs to a tracking server: open {uri}")
+        return
+    command = ["mlflow", "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]
+    print(f"MLflow UI on http://{args.host}:{args.port} ({uri}); Ctrl-C stops it", flush=True)
+    os.execvp(command[0], command)
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from search.demo import run_demo
+
+    run_demo(args.out, args.tracking_uri, args.storage)
+
+
+COMMANDS = {"run": cmd_run, "resume": cmd_resume, "list": cmd_list, "export": cmd_export, "ui": cmd_ui,
+            "demo": cmd_demo}
+ERRORS = (FileNotFoundError, FileExistsError, LookupError, SpaceError, ConfigError, ValueError)
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("lvsearch: search orchestration is not built yet; `lvseg --help` lists the data commands.",
-          file=sys.stderr)
-    return 2
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except ERRORS as error:
+        print(f"lvsearch {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

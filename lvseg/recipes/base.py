@@ -27,6 +27,8 @@ class Recipe(ABC):
 
     def __call__(self, config: TrainConfig, data: FrameStore, report: Report | None = None,
                  workdir: str | Path | None = None, resume: bool = False) -> RunResult:
+        if config.threads is not None:
+            torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)  # same seed, same data -> same initial weights and metrics
         model, splits = self.build(config, data)
         workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix=f"lvseg-{config.recipe}-"))

@@ -1,0 +1,199 @@
+"""Assemble and run a search: Ray (local on loopback, or a cluster), caches warmed once on the driver,
+a Tune ``Tuner`` with the Optuna sampler and the scheduler, MLflow parent and child runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from lvseg.features import load_features
+from lvseg.framestore import default_cache_dir, load_store
+from search import tracking
+from search.callbacks import ProgressCallback, TrackingCallback
+from search.samplers import PruneAwareOptunaSearch, build_sampler, build_scheduler
+from search.space import SearchSpace, parse_space
+from search.trainable import TrialContext, run_trial
+
+STATE_FILE = "lvsearch.json"
+STORAGE_DEFAULT = "lvsearch-runs"
+
+
+def default_storage() -> Path:
+    """``$LVSEARCH_STORAGE``, else ``./lvsearch-runs``: where Tune keeps each search's state."""
+    return Path(os.environ.get("LVSEARCH_STORAGE") or Path.cwd() / STORAGE_DEFAULT).resolve()
+
+
+@dataclass(frozen=True)
+class SearchState:
+    """Everything `resume`, `list` and `export` need to find a search again (saved as JSON)."""
+
+    name: str
+    space_file: str
+    space_text: str
+    data_root: str
+    cache_dir: str
+    tracking_uri: str
+    parent_run_id: str
+    samples: int
+    allow_missing: bool = False
+
+    def save(self, storage: Path) -> None:
+        folder = storage / self.name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / STATE_FILE).write_text(json.dumps(asdict(self), indent=1))
+
+    @classmethod
+    def load(cls, storage: Path, name: str) -> SearchState:
+        path = storage / name / STATE_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"no search {name!r} under {storage} (looked for {path})")
+        return cls(**json.loads(path.read_text()))
+
+
+def init_ray(address: str | None) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, logging_level="WARNING")
+        return
+    # local Ray binds every service to 127.0.0.1 only with this set (PITFALLS.md, 5)
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, dashboard_host="127.0.0.1",
+             logging_level="WARNING", configure_logging=True)
+
+
+def warm_caches(space: SearchSpace, state: SearchState) -> None:
+    """Build the frame store and (probe) every feature cache the space can ask for, once, here."""
+    store = load_store(state.data_root, state.cache_dir, state.allow_missing)
+    if space.recipe != "dinov2_probe":
+        return
+    from lvseg.config import CONFIGS
+
+    defaults = CONFIGS[space.recipe]
+
+    def options(key: str) -> list[Any] | None:
+        if key in space.fixed:
+            return [space.fixed[key]]
+        param = next((p for p in space.params if p.name == key), None)
+        if param is None:
+            return [getattr(defaults, key)]
+        return list(param.values) if param.type == "choice" else None
+
+    combos = [options(k) for k in ("backbone", "image_size", "layers")]
+    if any(c is None for c in combos):
+        return  # a continuous knob: each node builds what its trials ask for, under the lock
+    for backbone in combos[0]:
+        for size in combos[1]:
+            for layers in combos[2]:
+                load_features(store, backbone, size, layers)
+
+
+def _tuner(space: SearchSpace, state: SearchState, storage: Path, threads: int):
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+
+    context = TrialContext(state.name, state.data_root, state.cache_dir, state.allow_missing, state.tracking_uri,
+                           state.parent_run_id, space.metric, space.mode, tuple(p.name for p in space.params))
+    trainable = tune.with_resources(tune.with_parameters(run_trial, context=context),
+                                    {"cpu": space.resources["cpu"], "gpu": space.resources["gpu"]})
+    metric = list(space.metric) if space.multi_objective else space.metric[0]
+    mode = list(space.mode) if space.multi_objective else space.mode[0]
+    searcher = PruneAwareOptunaSearch(space=space.define_by_run({"threads": threads}), metric=metric, mode=mode,
+                                      sampler=build_sampler(space))
+    tune_config = tune.TuneConfig(
+        search_alg=ConcurrencyLimiter(searcher, max_concurrent=space.search["concurrency"]),
+        scheduler=build_scheduler(space), num_samples=state.samples, reuse_actors=True,
+        time_budget_s=space.search["time_budget_s"], metric=space.metric[0], mode=space.mode[0])
+    run_config = tune.RunConfig(
+        name=state.name, storage_path=str(storage), verbose=0,
+        callbacks=[TrackingCallback(state.tracking_uri, state.parent_run_id, state.name),
+                   ProgressCallback(space.metric[0])])
+    return trainable, tune.Tuner(trainable, tune_config=tune_config, run_config=run_config)
+
+
+def run_search(space: SearchSpace, data: str | None = None, name: str | None = None, samples: int | None = None,
+               tracking_uri: str | None = None, storage: Path | None = None, address: str | None = None,
+               cache_dir: Path | None = None, allow_missing: bool = False) -> dict[str, Any]:
+    """Run a whole search; returns its summary (see :func:`summarise`)."""
+    storage = (storage or default_storage()).resolve()
+    name = name or f"{Path(space.source).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if (storage / name).exists():
+        raise FileExistsError(f"a search named {name!r} exists under {storage}: `lvsearch resume {name}` "
+                              f"continues it; pick another --name for a new one")
+    root = data or space.data
+    if root is None:
+        raise ValueError(f"{space.source}: no data folder: pass --data ROOT or set `data:` in the space")
+    uri = tracking_uri or tracking.default_tracking_uri()
+    mlflow = tracking.client(uri)
+    parent = tracking.start_search_run(mlflow, uri, name, {
+        "recipe": space.recipe, "sampler": space.search["sampler"], "scheduler": space.search["scheduler"],
+        "metric": ",".join(space.metric), "mode": ",".join(space.mode)}, space.text, space.source)
+    state = SearchState(name, space.source, space.text, str(Path(root).resolve()),
+                        str(Path(cache_dir or default_cache_dir()).resolve()), uri, parent,
+                        samples or space.search["samples"], allow_missing)
+    state.save(storage)
+    print(f"search {name}: {state.samples} trials of {space.recipe} ({space.search['sampler']} sampler, "
+          f"{space.search['scheduler']} scheduler), tracking {uri}")
+    warm_caches(space, state)
+    mlflow.set_tag(parent, "data_hash", load_store(state.data_root, state.cache_dir, allow_missing, progress=False).hash)
+    init_ray(address)
+    _, tuner = _tuner(space, state, storage, threads=max(1, int(space.resources["cpu"])))
+    return _finish(space, state, tuner.fit())
+
+
+def resume_search(name: str, storage: Path | None = None, address: str | None = None) -> dict[str, Any]:
+    """Continue an interrupted search: unfinished and errored trials resume, their MLflow runs too."""
+    from ray import tune
+
+    storage = (storage or default_storage()).resolve()
+    state = SearchState.load(storage, name)
+    space = parse_space(__import__("yaml").safe_load(state.space_text), state.space_file, state.space_text)
+    init_ray(address)
+    trainable, _ = _tuner(space, state, storage, threads=max(1, int(space.resources["cpu"])))
+    tracking.client(state.tracking_uri).update_run(state.parent_run_id, status="RUNNING")
+    tuner = tune.Tuner.restore(str(storage / name), trainable=trainable, resume_unfinished=True, resume_errored=True)
+    return _finish(space, state, tuner.fit())
+
+
+def _finish(space: SearchSpace, state: SearchState, results: Any) -> dict[str, Any]:
+    summary = summarise(space, state)
+    mlflow = tracking.client(state.tracking_uri)
+    counts = {f"trials_{k}": float(v) for k, v in summary["counts"].items()}
+    best = summary["rows"][0] if summary["rows"] else None
+    if best is not None:
+        counts[f"best_{space.metric[0]}"] = best["score"]
+        mlflow.set_tag(state.parent_run_id, "best_trial_run_id", best["run_id"])
+        mlflow.set_tag(state.parent_run_id, "best_trial", best["name"])
+    tracking.log_metrics(mlflow, state.parent_run_id, counts, step=0)
+    mlflow.set_terminated(state.parent_run_id, status="FINISHED")
+    print(format_table(summary))
+    return summary
+
+
+def summarise(space: SearchSpace, state: SearchState) -> dict[str, Any]:
+    """Every trial of the search from MLflow, best first: name, status, score, searched params."""
+    from search.export import ranked_trials
+
+    rows = ranked_trials(state.tracking_uri, state.parent_run_id, space.metric[0], space.mode[0],
+                         [p.name for p in space.params])
+    counts: dict[str, int] = {}
+    for row in rows:
+        kind = row["status"].split(" ")[0].rstrip(":")
+        counts[kind] = counts.get(kind, 0) + 1
+    return {"name": state.name, "metric": space.metric[0], "rows": rows, "counts": counts}
+
+
+def format_table(summary: dict[str, Any], limit: int = 20) -> str:
+    rows = summary["rows"][:limit]
+    lines = [f"search {summary['name']}: " + ", ".join(f"{v} {k}" for k, v in sorted(summary["counts"].items())),
+             f"{'rank':>4}  {'best ' + summary['metric']:>16}  {'status':<22} trial"]
+    for rank, row in enumerate(rows, 1):
+        score = "-" if row["score"] is None else f"{row['score']:.4f}"
+        lines.append(f"{rank:>4}  {score:>16}  {row['status']:<22} {row['name']}")
+    return "\n".join(lines)

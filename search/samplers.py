@@ -1,0 +1,84 @@
+"""Optuna samplers and Ray Tune schedulers by name, and an OptunaSearch that tells Optuna the truth
+about trials the scheduler stopped early."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import optuna
+from ray.tune.schedulers import (
+    ASHAScheduler,
+    FIFOScheduler,
+    HyperBandScheduler,
+    MedianStoppingRule,
+    TrialScheduler,
+)
+from ray.tune.search.optuna import OptunaSearch
+
+from search.space import SearchSpace
+
+TRIAL_STATUS = "trial_status"  # key in each reported result: running | completed | diverged
+
+
+def build_sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
+    name, seed = space.search["sampler"], space.search["seed"]
+    if name == "tpe":
+        # multivariate + group: TPE models parameters jointly and copes with conditional ones
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    if name == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+    if name == "grid":
+        return optuna.samplers.GridSampler(space.grid(), seed=seed)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    raise ValueError(f"unknown sampler {name!r}")
+
+
+def build_scheduler(space: SearchSpace) -> TrialScheduler:
+    """Schedulers count time in epochs: one reported result per epoch."""
+    name, search = space.search["scheduler"], space.search
+    if name == "asha":
+        return ASHAScheduler(time_attr="training_iteration", max_t=space.max_epochs,
+                             grace_period=min(search["grace_period"], space.max_epochs),
+                             reduction_factor=search["reduction_factor"])
+    if name == "hyperband":
+        return HyperBandScheduler(time_attr="training_iteration", max_t=space.max_epochs,
+                                  reduction_factor=max(2, search["reduction_factor"]))
+    if name == "median":
+        return MedianStoppingRule(time_attr="training_iteration", grace_period=search["grace_period"],
+                                  min_samples_required=2)
+    if name == "fifo":
+        return FIFOScheduler()
+    raise ValueError(f"unknown scheduler {name!r}")
+
+
+def was_pruned(result: dict[str, Any] | None) -> bool:
+    """A trial that reported fewer epochs than it planned, without diverging, was stopped early."""
+    if not result:
+        return False
+    return result.get(TRIAL_STATUS) == "running" and result.get("epoch", 0) < result.get("epochs", math.inf)
+
+
+class PruneAwareOptunaSearch(OptunaSearch):
+    """OptunaSearch that records scheduler-stopped trials as PRUNED and diverged ones as FAIL.
+
+    Stock OptunaSearch tells Optuna a stopped trial COMPLETED with its partial score (PITFALLS.md,
+    8), so TPE learns from early, low scores as if they were final."""
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return super().on_trial_complete(trial_id, result, error)
+        status = (result or {}).get(TRIAL_STATUS)
+        if was_pruned(result) or status == "diverged":
+            state = optuna.trial.TrialState.PRUNED if status != "diverged" else optuna.trial.TrialState.FAIL
+            self._ot_study.tell(self._ot_trials[trial_id], state=state)
+            self._completed_trials.add(trial_id)
+            return None
+        return super().on_trial_complete(trial_id, result, error)

@@ -1,0 +1,274 @@
+"""Search spaces: a YAML file -> a validated :class:`SearchSpace` -> an Optuna define-by-run function.
+
+    recipe: dinov2_probe              # a registered recipe
+    metric: val_dice                  # default val_dice; a list for multi-objective (nsga2)
+    mode: max                         # max | min (a list beside a metric list)
+    data: /data/EchoNet-Dynamic       # optional; `lvsearch run --data` overrides
+    fixed: {backbone: tiny, epochs: 4}
+    params:
+      lr: {type: loguniform, low: 1.0e-4, high: 1.0e-1}
+      optimizer: {type: choice, values: [sgd, adamw]}
+      momentum: {type: uniform, low: 0.5, high: 0.99, when: {optimizer: sgd}}
+    search: {sampler: tpe, scheduler: asha, samples: 16, concurrency: 2, time_budget_s: 3600, seed: 0}
+    resources: {cpu: 1, gpu: 0.25}
+
+Everything is checked before anything starts; an error names the file and the field. Parameter
+names are the recipe's config keys, so they are also the MLflow param names.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lvseg.config import ConfigError, config_keys, parse_config
+
+DISTRIBUTIONS = ("uniform", "loguniform", "int", "logint", "choice")
+SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc", "grid", "nsga2")
+SCHEDULERS = ("asha", "hyperband", "median", "fifo")
+TOP_KEYS = {"recipe", "metric", "mode", "data", "fixed", "params", "search", "resources", "description"}
+SEARCH_DEFAULTS: dict[str, Any] = dict(sampler="tpe", scheduler="asha", samples=16, concurrency=2,
+                                       time_budget_s=None, seed=0, grace_period=1, reduction_factor=2)
+RESOURCE_DEFAULTS: dict[str, float] = dict(cpu=1, gpu=0)
+TRIAL_NUMBER = "_trial_number"  # Optuna's trial number, passed to the trial for a readable run name
+
+
+class SpaceError(ValueError):
+    """A search space that cannot run; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searched config key. ``when`` maps earlier choice params to the value(s) that enable it."""
+
+    name: str
+    type: str
+    low: float | None = None
+    high: float | None = None
+    values: tuple[Any, ...] = ()
+    when: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+
+    def suggest(self, trial: Any) -> Any:
+        """Draw this parameter from an Optuna trial (define-by-run)."""
+        if self.type == "choice":
+            return trial.suggest_categorical(self.name, list(self.values))
+        if self.type in ("int", "logint"):
+            return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.type == "logint")
+        return trial.suggest_float(self.name, self.low, self.high, log=self.type == "loguniform")
+
+    def active(self, sampled: Mapping[str, Any]) -> bool:
+        return all(sampled.get(key) in allowed for key, allowed in self.when.items())
+
+    def examples(self) -> list[Any]:
+        """Values that span the parameter: its bounds, or every choice."""
+        if self.type == "choice":
+            return list(self.values)
+        cast = int if self.type in ("int", "logint") else float
+        return [cast(self.low), cast(self.high)]
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    source: str
+    recipe: str
+    metric: tuple[str, ...]
+    mode: tuple[str, ...]
+    fixed: dict[str, Any]
+    params: tuple[Param, ...]
+    search: dict[str, Any]
+    resources: dict[str, float]
+    data: str | None = None
+    text: str = ""
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.metric) > 1
+
+    @property
+    def max_epochs(self) -> int:
+        """Longest a trial can run (the scheduler's max_t)."""
+        epochs = [p for p in self.params if p.name == "epochs"]
+        if epochs:
+            return int(epochs[0].high if epochs[0].type != "choice" else max(epochs[0].values))
+        from lvseg.config import CONFIGS
+
+        return int(self.fixed.get("epochs", CONFIGS[self.recipe].epochs))
+
+    def define_by_run(self, defaults: Mapping[str, Any] | None = None) -> DefineByRun:
+        """Optuna define-by-run function: draws the active params, returns the fixed values
+        (``defaults`` fill in run settings the space does not fix, such as ``threads``)."""
+        return DefineByRun(self.params, {"recipe": self.recipe, **(defaults or {}), **self.fixed})
+
+    def grid(self) -> dict[str, list[Any]]:
+        return {p.name: list(p.values) for p in self.params}
+
+
+@dataclass(frozen=True)
+class DefineByRun:
+    """A picklable define-by-run function (Tune checkpoints its searcher with pickle)."""
+
+    params: tuple[Param, ...]
+    constants: dict[str, Any]
+
+    def __call__(self, trial: Any) -> dict[str, Any]:
+        sampled: dict[str, Any] = {}
+        for param in self.params:
+            if param.active(sampled):
+                sampled[param.name] = param.suggest(trial)
+        return {**self.constants, TRIAL_NUMBER: trial.number}
+
+
+def load_space(path: str | Path) -> SearchSpace:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"search space {path} not found")
+    text = path.read_text()
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise SpaceError(f"{path}: not valid YAML ({error})") from error
+    return parse_space(raw, str(path), text)
+
+
+def parse_space(raw: Any, source: str = "space", text: str = "") -> SearchSpace:
+    if not isinstance(raw, Mapping):
+        raise SpaceError(f"{source}: expected a mapping at the top level")
+    _no_unknown(source, "top level", raw, TOP_KEYS)
+    recipe = raw.get("recipe")
+    try:
+        accepted = config_keys(recipe)
+    except ConfigError:
+        from lvseg.config import CONFIGS
+
+        raise SpaceError(f"{source}: recipe: {recipe!r} is not a registered recipe; known: "
+                         f"{', '.join(CONFIGS)}") from None
+    metric, mode = _objectives(source, raw)
+    fixed = dict(raw.get("fixed") or {})
+    accepted -= {"recipe", "data"}  # the recipe is named once; data is the top-level `data:`
+    _no_unknown(source, "fixed", fixed, accepted)
+    params = tuple(_param(source, name, spec) for name, spec in (raw.get("params") or {}).items())
+    _no_unknown(source, "params", {p.name: 1 for p in params}, accepted)
+    both = sorted(set(fixed) & {p.name for p in params})
+    if both:
+        raise SpaceError(f"{source}: {', '.join(both)}: both fixed and searched; keep one")
+    _check_conditions(source, params)
+    search = {**SEARCH_DEFAULTS, **_mapping(source, "search", raw.get("search"))}
+    _no_unknown(source, "search", search, set(SEARCH_DEFAULTS))
+    resources = {**RESOURCE_DEFAULTS, **_mapping(source, "resources", raw.get("resources"))}
+    _no_unknown(source, "resources", resources, set(RESOURCE_DEFAULTS))
+    space = SearchSpace(source, recipe, metric, mode, fixed, params, search, resources, raw.get("data"), text)
+    _check_search(space)
+    _check_against_recipe(space)
+    return space
+
+
+def _mapping(source: str, where: str, value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise SpaceError(f"{source}: {where}: expected a mapping, got {value!r}")
+    return dict(value)
+
+
+def _no_unknown(source: str, where: str, mapping: Mapping[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(mapping) - allowed)
+    if unknown:
+        raise SpaceError(f"{source}: {where}: unknown key(s) {', '.join(map(str, unknown))}; "
+                         f"accepted: {', '.join(sorted(allowed))}")
+
+
+def _objectives(source: str, raw: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    metric = raw.get("metric", "val_dice")
+    mode = raw.get("mode", "max")
+    metrics = tuple(metric) if isinstance(metric, list) else (metric,)
+    modes = tuple(mode) if isinstance(mode, list) else (mode,) * len(metrics)
+    if len(metrics) != len(modes):
+        raise SpaceError(f"{source}: mode: {len(modes)} mode(s) for {len(metrics)} metric(s)")
+    bad = [m for m in modes if m not in ("max", "min")]
+    if bad:
+        raise SpaceError(f"{source}: mode: {bad[0]!r} is not max or min")
+    return metrics, modes
+
+
+def _param(source: str, name: str, spec: Any) -> Param:
+    where = f"{source}: params.{name}"
+    if not isinstance(spec, Mapping):
+        raise SpaceError(f"{where}: expected a mapping with a `type`, got {spec!r}")
+    _no_unknown(source, f"params.{name}", spec, {"type", "low", "high", "values", "when"})
+    kind = spec.get("type")
+    if kind not in DISTRIBUTIONS:
+        raise SpaceError(f"{where}.type: {kind!r} is not one of {', '.join(DISTRIBUTIONS)}")
+    when = {k: tuple(v) if isinstance(v, list) else (v,) for k, v in _mapping(where, "when", spec.get("when")).items()}
+    if kind == "choice":
+        values = spec.get("values")
+        if not isinstance(values, list) or not values:
+            raise SpaceError(f"{where}.values: a choice needs a non-empty list of values")
+        return Param(name, kind, values=tuple(values), when=when)
+    low, high = spec.get("low"), spec.get("high")
+    for key, value in (("low", low), ("high", high)):
+        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+            raise SpaceError(f"{where}.{key}: expected a finite number, got {value!r}")
+    if not low < high:
+        raise SpaceError(f"{where}: low ({low}) must be below high ({high})")
+    if kind in ("loguniform", "logint") and low <= 0:
+        raise SpaceError(f"{where}.low: a log scale needs low > 0, got {low}")
+    if kind in ("int", "logint") and not (float(low).is_integer() and float(high).is_integer()):
+        raise SpaceError(f"{where}: int bounds must be whole numbers, got {low}..{high}")
+    return Param(name, kind, float(low), float(high), when=when)
+
+
+def _check_conditions(source: str, params: tuple[Param, ...]) -> None:
+    seen: dict[str, Param] = {}
+    for param in params:
+        for key, allowed in param.when.items():
+            parent = seen.get(key)
+            if parent is None or parent.type != "choice":
+                raise SpaceError(f"{source}: params.{param.name}.when: {key!r} must be a choice param listed "
+                                 f"before {param.name}")
+            stray = [v for v in allowed if v not in parent.values]
+            if stray:
+                raise SpaceError(f"{source}: params.{param.name}.when.{key}: {stray[0]!r} is not among "
+                                 f"{key}'s values {list(parent.values)}")
+        seen[param.name] = param
+
+
+def _check_search(space: SearchSpace) -> None:
+    search, where = space.search, f"{space.source}: search"
+    if search["sampler"] not in SAMPLERS:
+        raise SpaceError(f"{where}.sampler: {search['sampler']!r} is not one of {', '.join(SAMPLERS)}")
+    if search["scheduler"] not in SCHEDULERS:
+        raise SpaceError(f"{where}.scheduler: {search['scheduler']!r} is not one of {', '.join(SCHEDULERS)}")
+    for key in ("samples", "concurrency", "grace_period", "reduction_factor"):
+        if not isinstance(search[key], int) or isinstance(search[key], bool) or search[key] < 1:
+            raise SpaceError(f"{where}.{key}: expected a whole number >= 1, got {search[key]!r}")
+    if space.multi_objective and search["sampler"] != "nsga2":
+        raise SpaceError(f"{where}.sampler: several metrics need the nsga2 sampler")
+    if space.multi_objective and search["scheduler"] != "fifo":
+        raise SpaceError(f"{where}.scheduler: early stopping judges one metric; use fifo with several metrics")
+    if search["sampler"] == "grid" and any(p.type != "choice" for p in space.params):
+        raise SpaceError(f"{where}.sampler: grid needs every param to be a choice")
+    for key, value in space.resources.items():
+        if not isinstance(value, int | float) or value < 0:
+            raise SpaceError(f"{space.source}: resources.{key}: expected a number >= 0, got {value!r}")
+
+
+def _check_against_recipe(space: SearchSpace) -> None:
+    """Build a config with the fixed values and, one at a time, every choice and bound of every
+    param: a value the recipe would reject fails here, before any trial starts."""
+    base = {"recipe": space.recipe, **space.fixed}
+    try:
+        parse_config(base)
+    except ConfigError as error:
+        raise SpaceError(f"{space.source}: fixed: {error}".replace("config: ", "")) from None
+    for param in space.params:
+        for value in param.examples():
+            try:
+                parse_config({**base, param.name: value})
+            except ConfigError as error:
+                message = str(error).replace("config: ", "")
+                raise SpaceError(f"{space.source}: params.{param.name}: value {value!r}: {message}") from None

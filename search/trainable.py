@@ -1,0 +1,120 @@
+"""The Ray Tune function every trial runs: config -> recipe -> one tune.report per epoch.
+
+Trials receive paths (data folder, cache folder, tracking URI), never pixels. A worker process
+keeps its opened frame stores between trials (Tune reuses actors), and the recipes' feature caches
+are memory-mapped files built once per node under a lock.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from ray import tune
+
+from lvseg.config import parse_config
+from lvseg.framestore import FrameStore, load_store
+from lvseg.recipes import get_recipe
+from lvseg.report import caveats, overlay
+from search import tracking
+from search.samplers import TRIAL_STATUS
+from search.space import TRIAL_NUMBER
+
+_STORES: dict[tuple[str, str], FrameStore] = {}  # per worker process, kept across reused trials
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What every trial of a search shares (picklable; sent once per worker by tune.with_parameters)."""
+
+    search: str
+    data_root: str
+    cache_dir: str
+    allow_missing: bool
+    tracking_uri: str
+    parent_run_id: str
+    metric: tuple[str, ...]
+    mode: tuple[str, ...]
+    searched: tuple[str, ...]   # names of the sampled params, for run names
+    artifacts: bool = True
+
+
+def open_store(context: TrialContext) -> FrameStore:
+    key = (context.data_root, context.cache_dir)
+    if key not in _STORES:
+        _STORES[key] = load_store(context.data_root, context.cache_dir, context.allow_missing, progress=False)
+    return _STORES[key]
+
+
+def run_name(context: TrialContext, number: int, config: dict[str, Any]) -> str:
+    """A name for people: search, Optuna trial number and the sampled values."""
+
+    def short(value: Any) -> str:
+        return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+    picked = " ".join(f"{k}={short(config[k])}" for k in context.searched if k in config)
+    return f"{context.search}-t{number:03d} {picked}".strip()
+
+
+class _Best:
+    """Running best of each objective across epochs, logged as best_<metric>."""
+
+    def __init__(self, metrics: tuple[str, ...], modes: tuple[str, ...]) -> None:
+        self.pairs = list(zip(metrics, modes, strict=True))
+        self.values: dict[str, float] = {}
+
+    def update(self, metrics: dict[str, Any]) -> dict[str, float]:
+        for name, mode in self.pairs:
+            value, key = metrics.get(name), f"best_{name}"
+            if isinstance(value, int | float) and not math.isnan(value):
+                old = self.values.get(key)
+                if old is None or (value > old if mode == "max" else value < old):
+                    self.values[key] = float(value)
+        return dict(self.values)
+
+
+def run_trial(config: dict[str, Any], context: TrialContext) -> None:
+    trial = tune.get_context()
+    store = open_store(context)
+    config = dict(config)
+    number = config.pop(TRIAL_NUMBER, 0)
+    train_config = parse_config(config, source=f"trial {trial.get_trial_name()}")
+    mlflow = tracking.client(context.tracking_uri)
+    run_id = tracking.start_trial_run(mlflow, context.tracking_uri, context.parent_run_id, context.search,
+                                      trial.get_trial_id(), run_name(context, number, config),
+                                      train_config.to_dict())
+    best = _Best(context.metric, context.mode)
+
+    def report(metrics: dict[str, Any]) -> None:
+        status = "completed" if metrics["epoch"] == train_config.epochs else "running"
+        bests = best.update(metrics)
+        tracking.log_metrics(mlflow, run_id, {**metrics, **bests}, step=metrics["epoch"])
+        tune.report({**metrics, **bests, "epochs": train_config.epochs, TRIAL_STATUS: status, "mlflow_run_id": run_id})
+
+    with tempfile.TemporaryDirectory(prefix="lvsearch-trial-") as workdir:
+        result = get_recipe(train_config.recipe)(train_config, store, report=report, workdir=workdir)
+        if result.status.startswith("diverged"):
+            worst = {m: (-math.inf if mode == "max" else math.inf) for m, mode in zip(context.metric, context.mode,
+                                                                                         strict=True)}
+            tune.report({**worst, "epoch": len(result.history), "epochs": train_config.epochs,
+                         TRIAL_STATUS: "diverged", "status_text": result.status, "mlflow_run_id": run_id})
+        elif result.status == "completed" and context.artifacts:
+            _log_artifacts(mlflow, run_id, train_config, result.checkpoint, store, context, Path(workdir))
+
+
+def _log_artifacts(mlflow, run_id: str, config, checkpoint: Path, store: FrameStore, context: TrialContext,
+                   workdir: Path) -> None:
+    """The fully resolved config (what `lvsearch export` hands to `lvseg train`) and an overlay
+    of the best epoch's validation predictions."""
+    resolved = {**config.to_dict(), "data": context.data_root}
+    mlflow.log_text(run_id, yaml.safe_dump(resolved, sort_keys=False), "config.yaml")
+    trainer, splits = get_recipe(config.recipe).trainer_from_checkpoint(config, checkpoint, store)
+    _, predicted = trainer.evaluate(splits["val"])
+    frames = store.frames("val")
+    title = f"{context.search} - {'; '.join(caveats(config, store)) or 'EchoNet-Dynamic'} (val)"
+    overlay(frames.images, predicted, frames.masks, frames.videos, workdir / "overlay.png", title)
+    mlflow.log_artifact(run_id, str(workdir / "overlay.png"))
