@@ -35,14 +35,15 @@ def ranked_trials(uri: str, parent_run_id: str, metric: str, mode: str, searched
 def search_summaries(uri: str) -> list[dict[str, Any]]:
     """Every search in the store, newest first, with its best trial."""
     mlflow = tracking.client(uri)
-    found = mlflow.search_runs([tracking.experiment_id(mlflow, uri)], filter_string=f"tags.`{tracking.KIND_TAG}` = 'search'",
+    found = mlflow.search_runs([tracking.experiment_id(mlflow, uri)],
+                               filter_string=f"tags.`{tracking.KIND_TAG}` = 'search'",
                                order_by=["attributes.start_time DESC"], max_results=1000)
     out = []
     for run in found:
         metric = run.data.tags.get("metric", "val_dice").split(",")[0]
         trials = int(sum(v for k, v in run.data.metrics.items() if k.startswith("trials_")))
-        out.append({"name": run.data.tags.get(tracking.SEARCH_TAG, run.info.run_name), "recipe": run.data.tags.get("recipe"),
-                    "status": run.info.status, "trials": trials, "metric": metric,
+        out.append({"name": run.data.tags.get(tracking.SEARCH_TAG, run.info.run_name),
+                    "recipe": run.data.tags.get("recipe"), "status": run.info.status, "trials": trials, "metric": metric,
                     "best": run.data.metrics.get(f"best_{metric}"), "best_trial": run.data.tags.get("best_trial", "-")})
     return out
 

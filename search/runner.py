@@ -68,11 +68,12 @@ def init_ray(address: str | None) -> None:
              logging_level="WARNING", configure_logging=True)
 
 
-def warm_caches(space: SearchSpace, state: SearchState) -> None:
-    """Build the frame store and (probe) every feature cache the space can ask for, once, here."""
+def warm_caches(space: SearchSpace, state: SearchState) -> str:
+    """Build the frame store and (probe) every feature cache the space can ask for, once, here.
+    Returns the frame store's hash."""
     store = load_store(state.data_root, state.cache_dir, state.allow_missing)
     if space.recipe != "dinov2_probe":
-        return
+        return store.hash
     from lvseg.config import CONFIGS
 
     defaults = CONFIGS[space.recipe]
@@ -87,11 +88,12 @@ def warm_caches(space: SearchSpace, state: SearchState) -> None:
 
     combos = [options(k) for k in ("backbone", "image_size", "layers")]
     if any(c is None for c in combos):
-        return  # a continuous knob: each node builds what its trials ask for, under the lock
+        return store.hash  # a continuous knob: each node builds what its trials ask for, under the lock
     for backbone in combos[0]:
         for size in combos[1]:
             for layers in combos[2]:
                 load_features(store, backbone, size, layers)
+    return store.hash
 
 
 def _tuner(space: SearchSpace, state: SearchState, storage: Path, threads: int):
@@ -140,8 +142,7 @@ def run_search(space: SearchSpace, data: str | None = None, name: str | None = N
     state.save(storage)
     print(f"search {name}: {state.samples} trials of {space.recipe} ({space.search['sampler']} sampler, "
           f"{space.search['scheduler']} scheduler), tracking {uri}")
-    warm_caches(space, state)
-    mlflow.set_tag(parent, "data_hash", load_store(state.data_root, state.cache_dir, allow_missing, progress=False).hash)
+    mlflow.set_tag(parent, "data_hash", warm_caches(space, state))
     init_ray(address)
     _, tuner = _tuner(space, state, storage, threads=max(1, int(space.resources["cpu"])))
     return _finish(space, state, tuner.fit())
