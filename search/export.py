@@ -43,7 +43,8 @@ def search_summaries(uri: str) -> list[dict[str, Any]]:
         metric = run.data.tags.get("metric", "val_dice").split(",")[0]
         trials = int(sum(v for k, v in run.data.metrics.items() if k.startswith("trials_")))
         out.append({"name": run.data.tags.get(tracking.SEARCH_TAG, run.info.run_name),
-                    "recipe": run.data.tags.get("recipe"), "status": run.info.status, "trials": trials, "metric": metric,
+                    "recipe": run.data.tags.get("recipe"), "status": run.info.status, "trials": trials,
+                    "metric": metric,
                     "best": run.data.metrics.get(f"best_{metric}"), "best_trial": run.data.tags.get("best_trial", "-")})
     return out
 
