@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,8 @@ class SearchState:
         return cls(**json.loads(path.read_text()))
 
 
-def init_ray(address: str | None) -> None:
+def init_ray(address: str | None, temp_dir: str | None = None) -> None:
+    """Join ``address``, or start a local Ray sized to this machine with every service on loopback."""
     import ray
 
     if ray.is_initialized():
@@ -65,7 +67,7 @@ def init_ray(address: str | None) -> None:
     # local Ray binds every service to 127.0.0.1 only with this set (PITFALLS.md, 5)
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, dashboard_host="127.0.0.1",
-             logging_level="WARNING", configure_logging=True)
+             logging_level="WARNING", configure_logging=True, _temp_dir=temp_dir)
 
 
 def warm_caches(space: SearchSpace, state: SearchState) -> str:
@@ -116,7 +118,7 @@ def _tuner(space: SearchSpace, state: SearchState, storage: Path, threads: int):
         name=state.name, storage_path=str(storage), verbose=0,
         callbacks=[TrackingCallback(state.tracking_uri, state.parent_run_id, state.name),
                    ProgressCallback(space.metric[0])])
-    return trainable, tune.Tuner(trainable, tune_config=tune_config, run_config=run_config)
+    return trainable, tune.Tuner(trainable, tune_config=tune_config, run_config=run_config), searcher
 
 
 def run_search(space: SearchSpace, data: str | None = None, name: str | None = None, samples: int | None = None,
@@ -136,16 +138,20 @@ def run_search(space: SearchSpace, data: str | None = None, name: str | None = N
     parent = tracking.start_search_run(mlflow, uri, name, {
         "recipe": space.recipe, "sampler": space.search["sampler"], "scheduler": space.search["scheduler"],
         "metric": ",".join(space.metric), "mode": ",".join(space.mode)}, space.text, space.source)
+    samples = samples or space.search["samples"]
+    if space.search["sampler"] == "grid" and samples > space.grid_size:
+        print(f"grid sampler: {space.grid_size} grid points, so {space.grid_size} trials instead of {samples}")
+        samples = space.grid_size
     state = SearchState(name, space.source, space.text, str(Path(root).resolve()),
-                        str(Path(cache_dir or default_cache_dir()).resolve()), uri, parent,
-                        samples or space.search["samples"], allow_missing)
+                        str(Path(cache_dir or default_cache_dir()).resolve()), uri, parent, samples, allow_missing)
     state.save(storage)
     print(f"search {name}: {state.samples} trials of {space.recipe} ({space.search['sampler']} sampler, "
           f"{space.search['scheduler']} scheduler), tracking {uri}")
     mlflow.set_tag(parent, "data_hash", warm_caches(space, state))
     init_ray(address)
-    _, tuner = _tuner(space, state, storage, threads=max(1, int(space.resources["cpu"])))
-    return _finish(space, state, tuner.fit())
+    _, tuner, searcher = _tuner(space, state, storage, threads=max(1, int(space.resources["cpu"])))
+    tuner.fit()
+    return _finish(space, state, searcher)
 
 
 def resume_search(name: str, storage: Path | None = None, address: str | None = None) -> dict[str, Any]:
@@ -156,14 +162,18 @@ def resume_search(name: str, storage: Path | None = None, address: str | None = 
     state = SearchState.load(storage, name)
     space = parse_space(__import__("yaml").safe_load(state.space_text), state.space_file, state.space_text)
     init_ray(address)
-    trainable, _ = _tuner(space, state, storage, threads=max(1, int(space.resources["cpu"])))
+    trainable, _, _ = _tuner(space, state, storage, threads=max(1, int(space.resources["cpu"])))
     tracking.client(state.tracking_uri).update_run(state.parent_run_id, status="RUNNING")
     tuner = tune.Tuner.restore(str(storage / name), trainable=trainable, resume_unfinished=True, resume_errored=True)
-    return _finish(space, state, tuner.fit())
+    tuner.fit()
+    return _finish(space, state, None)
 
 
-def _finish(space: SearchSpace, state: SearchState, results: Any) -> dict[str, Any]:
+def _finish(space: SearchSpace, state: SearchState, searcher: PruneAwareOptunaSearch | None) -> dict[str, Any]:
     summary = summarise(space, state)
+    if searcher is not None:  # what the Optuna study saw: pruned trials must be PRUNED, not COMPLETE
+        trials = searcher._ot_study.get_trials(deepcopy=False)
+        summary["optuna"] = dict(Counter(t.state.name for t in trials))
     mlflow = tracking.client(state.tracking_uri)
     counts = {f"trials_{k}": float(v) for k, v in summary["counts"].items()}
     best = summary["rows"][0] if summary["rows"] else None
@@ -192,7 +202,9 @@ def summarise(space: SearchSpace, state: SearchState) -> dict[str, Any]:
 
 def format_table(summary: dict[str, Any], limit: int = 20) -> str:
     rows = summary["rows"][:limit]
-    lines = [f"search {summary['name']}: " + ", ".join(f"{v} {k}" for k, v in sorted(summary["counts"].items())),
+    optuna = ", ".join(f"{v} {k}" for k, v in sorted(summary.get("optuna", {}).items()))
+    lines = [f"search {summary['name']}: " + ", ".join(f"{v} {k}" for k, v in sorted(summary["counts"].items()))
+             + (f" (Optuna study: {optuna})" if optuna else ""),
              f"{'rank':>4}  {'best ' + summary['metric']:>16}  {'status':<22} trial"]
     for rank, row in enumerate(rows, 1):
         score = "-" if row["score"] is None else f"{row['score']:.4f}"

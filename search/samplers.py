@@ -78,7 +78,17 @@ class PruneAwareOptunaSearch(OptunaSearch):
         status = (result or {}).get(TRIAL_STATUS)
         if was_pruned(result) or status == "diverged":
             state = optuna.trial.TrialState.PRUNED if status != "diverged" else optuna.trial.TrialState.FAIL
-            self._ot_study.tell(self._ot_trials[trial_id], state=state)
+            tell_quietly(self._ot_study, self._ot_trials[trial_id], state=state)
             self._completed_trials.add(trial_id)
             return None
         return super().on_trial_complete(trial_id, result, error)
+
+
+def tell_quietly(study: optuna.Study, trial: optuna.Trial, *args: Any, **kwargs: Any) -> None:
+    """``study.tell``, tolerating the GridSampler's ``study.stop()`` once its grid is exhausted:
+    the trial is recorded before that call, and Tune (not Optuna) decides when the search ends."""
+    try:
+        study.tell(trial, *args, **kwargs)
+    except RuntimeError as error:
+        if "Study.stop" not in str(error):
+            raise

@@ -107,6 +107,10 @@ class SearchSpace:
     def grid(self) -> dict[str, list[Any]]:
         return {p.name: list(p.values) for p in self.params}
 
+    @property
+    def grid_size(self) -> int:
+        return math.prod(len(p.values) for p in self.params)
+
 
 @dataclass(frozen=True)
 class DefineByRun:

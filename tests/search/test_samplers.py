@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import optuna
+import pytest
+from ray.tune.schedulers import TrialScheduler
+
+from search.samplers import PruneAwareOptunaSearch, build_sampler, build_scheduler, tell_quietly, was_pruned
+from search.space import SAMPLERS, SCHEDULERS, parse_space
+
+
+def _space(sampler: str = "tpe", scheduler: str = "asha") -> dict:
+    choices = sampler == "grid"
+    params = {"optimizer": {"type": "choice", "values": ["sgd", "adam"]},
+              "batch_size": {"type": "choice", "values": [4, 8]}}
+    if not choices:
+        params["lr"] = {"type": "loguniform", "low": 1e-4, "high": 1e-1}
+    raw = {"recipe": "dinov2_probe", "fixed": {"epochs": 4}, "params": params,
+           "search": {"sampler": sampler, "scheduler": scheduler}}
+    if sampler == "nsga2":
+        raw.update(metric=["val_dice", "seconds"], mode=["max", "min"])
+        raw["search"]["scheduler"] = "fifo"
+    return raw
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_every_sampler_draws_from_the_space(name: str) -> None:
+    space = parse_space(_space(name), "s")
+    directions = ["maximize", "minimize"] if space.multi_objective else ["maximize"]
+    study = optuna.create_study(sampler=build_sampler(space), directions=directions)
+    define = space.define_by_run()
+    for value in (0.1, 0.5, 0.3, 0.7):
+        trial = study.ask()
+        define(trial)
+        assert trial.params["optimizer"] in ("sgd", "adam")
+        tell_quietly(study, trial, [value, 1.0] if space.multi_objective else value)
+
+
+@pytest.mark.parametrize("name", SCHEDULERS)
+def test_every_scheduler_builds(name: str) -> None:
+    assert isinstance(build_scheduler(parse_space(_space(scheduler=name), "s")), TrialScheduler)
+
+
+def _searcher() -> PruneAwareOptunaSearch:
+    space = parse_space(_space("random"), "s")
+    return PruneAwareOptunaSearch(space=space.define_by_run(), metric="val_dice", mode="max",
+                                  sampler=build_sampler(space))
+
+
+def _result(epoch: int, status: str, dice: float = 0.5) -> dict:
+    return {"val_dice": dice, "epoch": epoch, "epochs": 4, "trial_status": status, "training_iteration": epoch}
+
+
+def test_stopped_trials_reach_optuna_as_pruned_not_complete() -> None:
+    searcher = _searcher()
+    for trial_id in ("stopped", "finished", "diverged", "crashed"):
+        searcher.suggest(trial_id)
+    searcher.on_trial_result("stopped", _result(1, "running", 0.2))
+    searcher.on_trial_complete("stopped", _result(1, "running", 0.2))
+    searcher.on_trial_result("finished", _result(4, "completed", 0.8))
+    searcher.on_trial_complete("finished", _result(4, "completed", 0.8))
+    searcher.on_trial_complete("diverged", {"val_dice": float("-inf"), "epoch": 0, "epochs": 4,
+                                            "trial_status": "diverged"})
+    searcher.on_trial_complete("crashed", None, error=True)
+    states = [t.state.name for t in searcher._ot_study.get_trials(deepcopy=False)]
+    assert states == ["PRUNED", "COMPLETE", "FAIL", "FAIL"]
+    assert searcher._ot_study.best_value == 0.8
+
+
+def test_was_pruned() -> None:
+    assert was_pruned(_result(2, "running")) and not was_pruned(_result(4, "completed"))
+    assert not was_pruned({"trial_status": "diverged", "epoch": 1, "epochs": 4}) and not was_pruned(None)
