@@ -64,8 +64,13 @@ def init_ray(address: str | None, temp_dir: str | None = None) -> None:
     if address:
         ray.init(address=address, logging_level="WARNING")
         return
-    # local Ray binds every service to 127.0.0.1 only with this set (PITFALLS.md, 5)
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    # Local Ray binds every service to 127.0.0.1 only with this set (PITFALLS.md, 5). Ray reads it
+    # when imported, so the already-imported constant is switched too; child processes inherit
+    # the variable. Only here: a cluster driver must advertise its real address.
+    from ray._private import ray_constants
+
+    os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, dashboard_host="127.0.0.1",
              logging_level="WARNING", configure_logging=True, _temp_dir=temp_dir)
 

@@ -20,6 +20,7 @@ from lvseg.config import parse_config
 from lvseg.framestore import FrameStore, load_store
 from lvseg.recipes import get_recipe
 from lvseg.report import caveats, overlay
+from lvseg.train import BEST
 from search import tracking
 from search.samplers import TRIAL_STATUS
 from search.space import TRIAL_NUMBER
@@ -88,22 +89,25 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
                                       trial.get_trial_id(), run_name(context, number, config),
                                       train_config.to_dict())
     best = _Best(context.metric, context.mode)
+    with tempfile.TemporaryDirectory(prefix="lvsearch-trial-") as tmp:
+        workdir = Path(tmp)
 
-    def report(metrics: dict[str, Any]) -> None:
-        status = "completed" if metrics["epoch"] == train_config.epochs else "running"
-        bests = best.update(metrics)
-        tracking.log_metrics(mlflow, run_id, {**metrics, **bests}, step=metrics["epoch"])
-        tune.report({**metrics, **bests, "epochs": train_config.epochs, TRIAL_STATUS: status, "mlflow_run_id": run_id})
+        def report(metrics: dict[str, Any]) -> None:
+            final = metrics["epoch"] == train_config.epochs
+            bests = best.update(metrics)
+            tracking.log_metrics(mlflow, run_id, {**metrics, **bests}, step=metrics["epoch"])
+            if final and context.artifacts:
+                # before the last tune.report: a scheduler may stop the trial the moment it reports
+                _log_artifacts(mlflow, run_id, train_config, workdir / BEST, store, context, workdir)
+            tune.report({**metrics, **bests, "epochs": train_config.epochs, "mlflow_run_id": run_id,
+                         TRIAL_STATUS: "completed" if final else "running"})
 
-    with tempfile.TemporaryDirectory(prefix="lvsearch-trial-") as workdir:
         result = get_recipe(train_config.recipe)(train_config, store, report=report, workdir=workdir)
         if result.status.startswith("diverged"):
-            worst = {m: (-math.inf if mode == "max" else math.inf) for m, mode in zip(context.metric, context.mode,
-                                                                                         strict=True)}
+            worst = {m: (-math.inf if mode == "max" else math.inf)
+                     for m, mode in zip(context.metric, context.mode, strict=True)}
             tune.report({**worst, "epoch": len(result.history), "epochs": train_config.epochs,
                          TRIAL_STATUS: "diverged", "status_text": result.status, "mlflow_run_id": run_id})
-        elif result.status == "completed" and context.artifacts:
-            _log_artifacts(mlflow, run_id, train_config, result.checkpoint, store, context, Path(workdir))
 
 
 def _log_artifacts(mlflow, run_id: str, config, checkpoint: Path, store: FrameStore, context: TrialContext,

@@ -1,0 +1,115 @@
+"""End to end on local Ray: a real search with tiny models and synthetic data, tracked in MLflow,
+exported and retrained."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lvseg.cli import main as lvseg_main
+from lvseg.config import config_keys
+from search import tracking
+from search.cli import main as lvsearch_main
+from search.runner import run_search
+from search.space import parse_space
+
+EPOCHS = 3
+SPACE = {
+    "recipe": "dinov2_probe", "metric": "val_dice", "mode": "max",
+    "fixed": {"backbone": "tiny", "image_size": 112, "epochs": EPOCHS, "loss_reduction": "mean"},
+    "params": {"lr": {"type": "loguniform", "low": 1e-4, "high": 3e-2},
+               "optimizer": {"type": "choice", "values": ["sgd", "adamw"]},
+               "momentum": {"type": "uniform", "low": 0.5, "high": 0.95, "when": {"optimizer": "sgd"}},
+               "head": {"type": "choice", "values": ["linear", "conv"]},
+               "loss": {"type": "choice", "values": ["bce", "dice"]}},
+    "search": {"sampler": "tpe", "scheduler": "asha", "samples": 6, "concurrency": 2, "grace_period": 1,
+               "reduction_factor": 2, "seed": 0},
+    "resources": {"cpu": 1, "gpu": 0},
+}
+
+
+@pytest.fixture(scope="module")
+def search(ray_local, synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    work = tmp_path_factory.mktemp("search")
+    uri = f"sqlite:///{work / 'mlruns.db'}"
+    space = parse_space(SPACE, str(work / "tiny_probe.yaml"), yaml.safe_dump(SPACE))
+    summary = run_search(space, str(synthetic_root), "e2e", tracking_uri=uri, storage=work / "runs",
+                         cache_dir=work / "cache")
+    return {"summary": summary, "uri": uri, "work": work, "cache": work / "cache", "root": synthetic_root}
+
+
+def test_local_ray_listens_on_loopback_only(ray_local: set[str]) -> None:
+    assert ray_local, "Ray opened no listening socket: this check would prove nothing"
+    loopback = ("127.0.0.1:", "[::1]:", "[::ffff:127.0.0.1]:")  # the last: IPv4 loopback on a v6 socket
+    assert all(addr.startswith(loopback) for addr in ray_local), sorted(ray_local)
+
+
+def test_six_trials_ran_and_the_scheduler_pruned_some(search: dict) -> None:
+    counts = search["summary"]["counts"]
+    assert sum(counts.values()) == 6 and counts.get("pruned", 0) >= 1 and counts.get("completed", 0) >= 1
+
+
+def test_optuna_saw_pruned_trials_as_pruned(search: dict) -> None:
+    counts, optuna = search["summary"]["counts"], search["summary"]["optuna"]
+    assert optuna.get("PRUNED", 0) == counts.get("pruned", 0)
+    assert optuna.get("COMPLETE", 0) == counts.get("completed", 0)
+
+
+def test_mlflow_has_one_parent_and_exactly_one_child_per_trial(search: dict) -> None:
+    mlflow = tracking.client(search["uri"])
+    parent = tracking.find_search_run(mlflow, search["uri"], "e2e")
+    assert parent.data.tags["recipe"] == "dinov2_probe" and parent.data.tags["data_hash"]
+    assert parent.info.status == "FINISHED"
+    children = tracking.trial_runs(mlflow, search["uri"], parent.info.run_id)
+    assert len(children) == 6
+    assert len({c.data.tags[tracking.TRIAL_TAG] for c in children}) == 6
+    for child in children:
+        assert set(child.data.params) == config_keys("dinov2_probe")  # the fully resolved config
+        history = mlflow.get_metric_history(child.info.run_id, "val_dice")
+        status = child.data.tags[tracking.STATUS_TAG]
+        reached = EPOCHS if status == "completed" else int(status.rsplit(" ", 1)[-1])
+        assert [m.step for m in sorted(history, key=lambda m: m.step)] == list(range(1, reached + 1))
+        assert child.info.status == ("FINISHED" if status == "completed" else "KILLED")
+
+
+def test_completed_trials_carry_their_config_and_an_overlay(search: dict) -> None:
+    mlflow = tracking.client(search["uri"])
+    parent = tracking.find_search_run(mlflow, search["uri"], "e2e")
+    done = [c for c in tracking.trial_runs(mlflow, search["uri"], parent.info.run_id)
+            if c.data.tags[tracking.STATUS_TAG] == "completed"]
+    for child in done:
+        assert {a.path for a in mlflow.list_artifacts(child.info.run_id)} >= {"config.yaml", "overlay.png"}
+    assert {a.path for a in mlflow.list_artifacts(parent.info.run_id, "space")} == {"space/tiny_probe.yaml"}
+
+
+def test_export_then_lvseg_train_reproduces_the_trial_dice(search: dict, capsys) -> None:
+    work, uri = search["work"], search["uri"]
+    best = work / "best.yaml"
+    assert lvsearch_main(["export", "e2e", "--out", str(best), "--tracking-uri", uri]) == 0
+    config = yaml.safe_load(best.read_text())
+    assert config["recipe"] == "dinov2_probe" and config["data"] == str(search["root"].resolve())
+    out = work / "retrained"
+    assert lvseg_main(["train", str(best), "--out", str(out), "--cache-dir", str(search["cache"])]) == 0
+    retrained = json.loads((out / "metrics.json").read_text())
+    trial = search["summary"]["rows"][0]
+    assert trial["status"] == "completed"
+    assert retrained["val_dice"] == pytest.approx(trial["score"], abs=1e-6)
+
+
+def test_export_top_k_and_list(search: dict, capsys) -> None:
+    uri = search["uri"]
+    folder = search["work"] / "top"
+    assert lvsearch_main(["export", "e2e", "--top", "2", "--out", str(folder), "--tracking-uri", uri]) == 0
+    files = sorted(p.name for p in folder.iterdir())
+    assert len(files) == min(2, search["summary"]["counts"]["completed"]) and files[0].startswith("01-")
+    assert lvsearch_main(["list", "--tracking-uri", uri]) == 0
+    listed = capsys.readouterr().out
+    assert "e2e" in listed and f"{search['summary']['rows'][0]['score']:.4f}" in listed
+
+
+def test_unknown_search_is_a_clear_error(search: dict, capsys) -> None:
+    assert lvsearch_main(["export", "nope", "--out", "x.yaml", "--tracking-uri", search["uri"]]) == 2
+    assert "no search named 'nope'" in capsys.readouterr().err
