@@ -23,7 +23,7 @@ test: lint
 	$(BIN)/pytest
 
 demo: $(STAMP)
-	$(BIN)/lvseg demo --out demo-output
+	$(BIN)/lvsearch demo --out demo-output
 
 bench: $(STAMP)
 	$(BIN)/python bench/frames.py

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 import tempfile
 from pathlib import Path
@@ -11,6 +12,8 @@ from typing import Any
 import yaml
 
 from search import tracking
+
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one small YAML: no bar
 
 
 def ranked_trials(uri: str, parent_run_id: str, metric: str, mode: str, searched: list[str]) -> list[dict[str, Any]]:

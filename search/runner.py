@@ -210,7 +210,7 @@ def format_table(summary: dict[str, Any], limit: int = 20) -> str:
     optuna = ", ".join(f"{v} {k}" for k, v in sorted(summary.get("optuna", {}).items()))
     lines = [f"search {summary['name']}: " + ", ".join(f"{v} {k}" for k, v in sorted(summary["counts"].items()))
              + (f" (Optuna study: {optuna})" if optuna else ""),
-             f"{'rank':>4}  {'best ' + summary['metric']:>16}  {'status':<22} trial"]
+             f"{'rank':>4}  {'best ' + summary['metric']:>16}  {'status':<22} trial (completed trials rank first)"]
     for rank, row in enumerate(rows, 1):
         score = "-" if row["score"] is None else f"{row['score']:.4f}"
         lines.append(f"{rank:>4}  {score:>16}  {row['status']:<22} {row['name']}")
