@@ -28,6 +28,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/frames.py
 	$(BIN)/python bench/probe_cache.py
+	$(BIN)/python bench/search_overhead.py
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .ruff_cache

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import cv2
 import matplotlib
 
 matplotlib.use("Agg")
@@ -61,27 +62,32 @@ def dice_histogram(dice: np.ndarray, phases: np.ndarray, path: Path, title: str)
 
 
 def overlay(images: np.ndarray, predicted: np.ndarray, masks: np.ndarray, videos: np.ndarray,
-            path: Path, title: str) -> None:
-    """ES/ED frames of the first videos: traced LV in red, predicted in green."""
+            path: Path, title: str, scale: int = 2) -> None:
+    """ES/ED frames of the first videos (columns), traced LV outlined in red, predicted in green,
+    Dice above each frame. Drawn with OpenCV: ~10 ms, cheap enough for every search trial."""
     count = min(OVERLAY_VIDEOS, len(images) // 2)
-    fig, axes = plt.subplots(2, count, figsize=(2.1 * count, 5.0), squeeze=False)
+    size = images.shape[1] * scale
+    label, header = 16, 34
+    canvas = np.full((header + 2 * (size + label), count * size, 3), 255, np.uint8)
     for column in range(count):
         for row, phase in enumerate(("ES", "ED")):
             index = 2 * column + row
-            ax = axes[row, column]
-            ax.imshow(images[index])
-            for mask, colour in ((masks[index], "#ff3b30"), (predicted[index], "#34c759")):
-                if mask.any():
-                    ax.contour(mask.astype(float), levels=[0.5], colors=colour, linewidths=1.1)
+            tile = cv2.resize(np.ascontiguousarray(images[index]), (size, size), interpolation=cv2.INTER_NEAREST)
+            for mask, colour in ((masks[index], (255, 59, 48)), (predicted[index], (52, 199, 89))):
+                big = cv2.resize(mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST)
+                contours, _ = cv2.findContours(big, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+                cv2.drawContours(tile, contours, -1, colour, 1)
             score = dice_from_counts(overlap_counts(predicted[index], masks[index]))[0]
-            ax.set_title(f"{phase} Dice {score:.2f}", fontsize=8)
-            ax.set_xticks([])
-            ax.set_yticks([])
-        axes[1, column].set_xlabel(f"{videos[2 * column][:12]}", fontsize=7)
-    fig.suptitle(f"{title}\nred: traced LV, green: predicted", fontsize=8)
-    fig.tight_layout(h_pad=1.2)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+            top = header + row * (size + label)
+            _text(canvas, f"{phase} {str(videos[index])[:8]} Dice {score:.2f}", column * size + 3, top + 12)
+            canvas[top + label: top + label + size, column * size:(column + 1) * size] = tile
+    _text(canvas, title[:110], 3, 13)
+    _text(canvas, "red: traced LV   green: predicted", 3, 28)
+    cv2.imwrite(str(path), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+
+
+def _text(canvas: np.ndarray, text: str, x: int, y: int) -> None:
+    cv2.putText(canvas, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, 0.36, (0, 0, 0), 1, cv2.LINE_AA)
 
 
 def write_metrics(path: Path, metrics: dict[str, Any]) -> None:

@@ -1,0 +1,86 @@
+"""Search orchestration overhead: N tiny trials through `lvsearch` (Ray Tune + Optuna + MLflow,
+artifacts included) versus the same N fits one after another in one plain Python process.
+
+Both sides train the same resolved configs (read back from the search's MLflow runs) with one
+torch thread each, a FIFO scheduler (no early stopping) and one trial at a time, so the difference
+is what the orchestration costs. Searches of N and 2N trials separate the cost each trial adds
+(the headline) from the fixed cost of starting a search; Ray's start-up is reported apart.
+
+    python bench/search_overhead.py [--trials 24]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from lvseg.config import parse_config
+from lvseg.framestore import load_store
+from lvseg.recipes import get_recipe
+from lvseg.synth import write_synthetic
+from search import tracking
+from search.runner import init_ray, run_search
+from search.space import parse_space
+
+
+def space(trials: int) -> dict:
+    return {"recipe": "dinov2_probe",
+            "fixed": {"backbone": "tiny", "image_size": 112, "epochs": 2, "head": "linear", "loss_reduction": "mean"},
+            "params": {"lr": {"type": "loguniform", "low": 1e-4, "high": 1e-1},
+                       "batch_size": {"type": "choice", "values": [4, 8]}},
+            "search": {"sampler": "random", "scheduler": "fifo", "samples": trials, "concurrency": 1, "seed": 0},
+            "resources": {"cpu": 1, "gpu": 0}}
+
+
+def timed_search(trials: int, name: str, root: Path, store, tmp: Path) -> tuple[int, float, float]:
+    """Run a search of ``trials`` trials, then the same resolved configs in this process.
+    Returns (trials, search seconds, plain seconds)."""
+    uri = f"sqlite:///{tmp / 'mlruns.db'}"
+    raw = space(trials)
+    parsed = parse_space(raw, "overhead.yaml", yaml.safe_dump(raw))
+    started = time.perf_counter()
+    run_search(parsed, str(root), name, tracking_uri=uri, storage=tmp / "runs", cache_dir=tmp / "cache")
+    search_s = time.perf_counter() - started
+    mlflow = tracking.client(uri)
+    parent = tracking.find_search_run(mlflow, uri, name)
+    configs = []
+    for run in tracking.trial_runs(mlflow, uri, parent.info.run_id):
+        path = mlflow.download_artifacts(run.info.run_id, "config.yaml", str(tmp))
+        configs.append(parse_config({k: v for k, v in yaml.safe_load(Path(path).read_text()).items() if k != "data"}))
+    started = time.perf_counter()
+    for index, config in enumerate(configs):
+        get_recipe(config.recipe)(config, store, workdir=tmp / f"{name}-{index}")
+    return len(configs), search_s, time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=24)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        root = write_synthetic(tmp / "echonet", videos=8, seed=0)
+        store = load_store(root, tmp / "cache", progress=False)
+        started = time.perf_counter()
+        init_ray(None, temp_dir=str(tmp / "ray"))
+        ray_s = time.perf_counter() - started
+        timed_search(2, "warm-up", root, store, tmp)  # first MLflow database, first worker process
+        runs = [timed_search(n, f"n{n}", root, store, tmp) for n in (args.trials, 2 * args.trials)]
+        for count, search_s, plain_s in runs:
+            print(f"{count:3d} trials through lvsearch: {search_s:6.2f} s   same fits in one plain process: "
+                  f"{plain_s:5.2f} s   ratio {search_s / plain_s:5.1f}x   all-in overhead "
+                  f"{(search_s - plain_s) / count:.3f} s per trial")
+        (n1, s1, p1), (n2, s2, p2) = runs
+        marginal = ((s2 - p2) - (s1 - p1)) / (n2 - n1)
+        fixed = (s1 - p1) - n1 * marginal
+        print(f"Ray start-up, once per process: {ray_s:.1f} s; fixed cost per search (Tuner set-up, MLflow parent, "
+              f"summary): {fixed:.1f} s")
+        print(f"orchestration overhead per trial: {marginal:.3f} s")
+
+
+if __name__ == "__main__":
+    main()
