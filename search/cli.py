@@ -107,9 +107,14 @@ def cmd_ui(args: argparse.Namespace) -> None:
     if not tracking.is_local(uri):
         print(f"this search logs to a tracking server: open {uri}")
         return
-    command = ["mlflow", "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]
-    print(f"MLflow UI on http://{args.host}:{args.port} ({uri}); Ctrl-C stops it", flush=True)
-    os.execvp(command[0], command)
+    # this interpreter's mlflow: the venv's bin folder need not be on PATH
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host,
+               "--port", str(args.port)]
+    experiment = tracking.experiment_id(tracking.client(uri), uri)
+    # the runs table directly: MLflow 3's experiment page otherwise opens on its GenAI overview
+    print(f"MLflow UI for {uri}: http://{args.host}:{args.port}/#/experiments/{experiment}/runs "
+          f"(expand a search's row to see its trials); Ctrl-C stops it", flush=True)
+    os.execv(command[0], command)
 
 
 def cmd_demo(args: argparse.Namespace) -> None:

@@ -53,7 +53,7 @@ def _final_table(rows: list[dict], uri: str) -> str:
         lines.append(f"{'':<40} {'':>13}  best trial: {row['best']['name']}")
     ui = "lvsearch ui" + ("" if uri == tracking.default_tracking_uri() else f" --tracking-uri {uri}")
     lines += ["", "Browse every trial (params, per-epoch metrics, overlays):",
-              f"  .venv/bin/{ui}        # then open http://127.0.0.1:5000",
+              f"  .venv/bin/{ui}        # prints the address of the runs table on 127.0.0.1:5000",
               "Retrain a best config and evaluate it on the test split:",
               f"  .venv/bin/lvseg train {rows[0]['config']} --out demo-output/retrained" if rows else ""]
     return "\n".join(lines)
