@@ -22,6 +22,7 @@ EXPERIMENT = "lvsearch"
 KIND_TAG = "lvsearch.kind"            # "search" on parent runs, "trial" on child runs
 SEARCH_TAG = "lvsearch.search"        # the search's name, on both
 TRIAL_TAG = "lvsearch.trial_id"       # Ray Tune's trial id, on child runs
+NODE_TAG = "lvsearch.node"            # IP of the Ray node that ran the trial
 STATUS_TAG = "lvsearch.status"        # completed | pruned at epoch N | diverged at epoch N | failed: ...
 PARENT_TAG = "mlflow.parentRunId"
 PARAM_LIMIT = 100                     # MLflow's batch limit for params

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import ray
 import yaml
 from ray import tune
 
@@ -88,6 +89,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     run_id = tracking.start_trial_run(mlflow, context.tracking_uri, context.parent_run_id, context.search,
                                       trial.get_trial_id(), run_name(context, number, config),
                                       train_config.to_dict())
+    mlflow.set_tag(run_id, tracking.NODE_TAG, ray.util.get_node_ip_address())
     best = _Best(context.metric, context.mode)
     with tempfile.TemporaryDirectory(prefix="lvsearch-trial-") as tmp:
         workdir = Path(tmp)
