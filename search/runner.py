@@ -187,8 +187,13 @@ def _finish(space: SearchSpace, state: SearchState, searcher: PruneAwareOptunaSe
         mlflow.set_tag(state.parent_run_id, "best_trial_run_id", best["run_id"])
         mlflow.set_tag(state.parent_run_id, "best_trial", best["name"])
     tracking.log_metrics(mlflow, state.parent_run_id, counts, step=0)
-    mlflow.set_terminated(state.parent_run_id, status="FINISHED")
+    finished = sum(summary["counts"].values()) - summary["counts"].get("running", 0)
+    summary["interrupted"] = finished < state.samples
+    mlflow.set_terminated(state.parent_run_id, status="KILLED" if summary["interrupted"] else "FINISHED")
     print(format_table(summary))
+    if summary["interrupted"]:
+        print(f"search {state.name} stopped after {finished} of {state.samples} trials: "
+              f"`lvsearch resume {state.name}` continues it")
     return summary
 
 

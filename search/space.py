@@ -160,7 +160,7 @@ def parse_space(raw: Any, source: str = "space", text: str = "") -> SearchSpace:
     both = sorted(set(fixed) & {p.name for p in params})
     if both:
         raise SpaceError(f"{source}: {', '.join(both)}: both fixed and searched; keep one")
-    _check_conditions(source, params)
+    params = _order_by_conditions(source, params)
     search = {**SEARCH_DEFAULTS, **_mapping(source, "search", raw.get("search"))}
     _no_unknown(source, "search", search, set(SEARCH_DEFAULTS))
     resources = {**RESOURCE_DEFAULTS, **_mapping(source, "resources", raw.get("resources"))}
@@ -226,19 +226,29 @@ def _param(source: str, name: str, spec: Any) -> Param:
     return Param(name, kind, float(low), float(high), when=when)
 
 
-def _check_conditions(source: str, params: tuple[Param, ...]) -> None:
-    seen: dict[str, Param] = {}
+def _order_by_conditions(source: str, params: tuple[Param, ...]) -> tuple[Param, ...]:
+    """Check every ``when`` and order the params so that each comes after those it depends on
+    (file order otherwise): a define-by-run function must draw a parent before its child."""
+    by_name = {p.name: p for p in params}
     for param in params:
         for key, allowed in param.when.items():
-            parent = seen.get(key)
+            parent = by_name.get(key)
             if parent is None or parent.type != "choice":
-                raise SpaceError(f"{source}: params.{param.name}.when: {key!r} must be a choice param listed "
-                                 f"before {param.name}")
+                raise SpaceError(f"{source}: params.{param.name}.when: {key!r} must be a choice param")
             stray = [v for v in allowed if v not in parent.values]
             if stray:
                 raise SpaceError(f"{source}: params.{param.name}.when.{key}: {stray[0]!r} is not among "
                                  f"{key}'s values {list(parent.values)}")
-        seen[param.name] = param
+    ordered: list[Param] = []
+    placed: set[str] = set()
+    while len(ordered) < len(params):
+        ready = [p for p in params if p.name not in placed and set(p.when) <= placed]
+        if not ready:
+            stuck = sorted(p.name for p in params if p.name not in placed)
+            raise SpaceError(f"{source}: params: conditions form a cycle among {', '.join(stuck)}")
+        ordered.append(ready[0])
+        placed.add(ready[0].name)
+    return tuple(ordered)
 
 
 def _check_search(space: SearchSpace) -> None:

@@ -113,3 +113,35 @@ def test_export_top_k_and_list(search: dict, capsys) -> None:
 def test_unknown_search_is_a_clear_error(search: dict, capsys) -> None:
     assert lvsearch_main(["export", "nope", "--out", "x.yaml", "--tracking-uri", search["uri"]]) == 2
     assert "no search named 'nope'" in capsys.readouterr().err
+
+
+def test_an_interrupted_search_resumes_without_duplicate_runs(ray_local, synthetic_root: Path, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from search.runner import resume_search
+
+    space = {**SPACE, "fixed": {**SPACE["fixed"], "epochs": 2},
+             "search": {"sampler": "random", "scheduler": "fifo", "samples": 5, "concurrency": 1, "seed": 0}}
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    args = [str(Path(sys.executable).parent / "lvsearch"), "run", str(tmp_path / "space.yaml"), "--data",
+            str(synthetic_root), "--name", "cut", "--tracking-uri", uri, "--storage", str(tmp_path / "runs"),
+            "--cache-dir", str(tmp_path / "cache")]
+    log = tmp_path / "run.log"
+    with log.open("w") as out:
+        run = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 240
+        while log.read_text().count(" completed\n") < 2 and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        run.send_signal(signal.SIGINT)  # Ctrl-C
+        run.wait(120)
+    assert "`lvsearch resume cut` continues it" in log.read_text(), log.read_text()[-2000:]
+    summary = resume_search("cut", tmp_path / "runs")
+    assert summary["counts"] == {"completed": 5} and not summary["interrupted"]
+    mlflow = tracking.client(uri)
+    parent = tracking.find_search_run(mlflow, uri, "cut")
+    assert parent.info.status == "FINISHED"
+    assert len(tracking.trial_runs(mlflow, uri, parent.info.run_id)) == 5  # restored trials kept their runs

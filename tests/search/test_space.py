@@ -49,7 +49,13 @@ def _space(**changes) -> dict:
     ({"params": {"loss": {"type": "choice", "values": ["bce", "mse"]}}}, "params.loss: value 'mse': loss: 'mse'"),
     ({"params": {"lr": {"type": "uniform", "low": 0.1, "high": 1, "step": 2}}}, r"params.lr: unknown key\(s\) step"),
     ({"params": {"momentum": {"type": "uniform", "low": 0.1, "high": 0.9, "when": {"optimizer": "sgd"}}}},
-     "params.momentum.when: 'optimizer' must be a choice param listed before momentum"),
+     "params.momentum.when: 'optimizer' must be a choice param"),
+    ({"params": {"optimizer": {"type": "choice", "values": ["sgd"], "when": {"loss": "bce"}},
+                 "loss": {"type": "choice", "values": ["bce"], "when": {"optimizer": "sgd"}}}},
+     "conditions form a cycle among loss, optimizer"),
+    ({"params": {"optimizer": {"type": "choice", "values": ["sgd", "adam"]},
+                 "momentum": {"type": "uniform", "low": 0.1, "high": 0.9, "when": {"optimizer": "lion"}}}},
+     r"params.momentum.when.optimizer: 'lion' is not among optimizer's values \['sgd', 'adam'\]"),
     ({"search": {"sampler": "hyperopt"}}, "search.sampler: 'hyperopt' is not one of"),
     ({"search": {"scheduler": "pbt"}}, "search.scheduler: 'pbt' is not one of"),
     ({"search": {"samples": 0}}, "search.samples: expected a whole number >= 1"),
@@ -77,6 +83,13 @@ def test_define_by_run_draws_conditionals_only_when_enabled() -> None:
         study.tell(trial, 0.5)
     assert all(("momentum" in p) == (p["optimizer"] == "sgd") for p in seen)
     assert {p["optimizer"] for p in seen} == {"sgd", "adam"}
+
+
+def test_a_child_listed_before_its_parent_is_drawn_after_it() -> None:
+    raw = _space()
+    raw["params"] = {"momentum": raw["params"]["momentum"], "optimizer": raw["params"]["optimizer"],
+                     "lr": raw["params"]["lr"]}
+    assert [p.name for p in parse_space(raw, "s").params] == ["optimizer", "momentum", "lr"]
 
 
 def test_max_epochs_comes_from_fixed_params_or_the_recipe_default() -> None:
