@@ -38,11 +38,29 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class RecipeConfig:
+    """Keys every recipe has: which recipe, its seed, where it runs, and the data folder."""
+
+    recipe: str
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None     # torch CPU threads; None: torch's choice. Float sums depend on it,
+                                   # so bit-exact reproduction of a trial needs the trial's count
+    data: str | None = None        # EchoNet folder; `lvseg train --data` overrides
+
+    def __post_init__(self) -> None:
+        _choice(self, "device", DEVICES)
+        _check(self, "threads", self.threads is None or self.threads >= 1, "must be >= 1 (or null)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainConfig(RecipeConfig):
     """Knobs every trainable recipe shares. ``batch_size`` counts videos: each batch holds their
     ES and ED frames, as the reference's does."""
 
-    recipe: str
     optimizer: str = "sgd"
     lr: float = 1e-5
     momentum: float = 0.9          # sgd only
@@ -57,21 +75,16 @@ class TrainConfig:
     step_epochs: int = 10          # step only: epochs between decays
     step_gamma: float = 0.1        # step only: decay factor
     epochs: int = 50
-    seed: int = 0
     best_by: str = "val_loss"      # the reference keeps the epoch of lowest validation loss
     bn_refresh: bool = False       # recompute BatchNorm statistics over the train set before validating
-    device: str = "auto"
-    threads: int | None = None     # torch CPU threads; None: torch's choice. Float sums depend on it,
-                                   # so bit-exact reproduction of a trial needs the trial's count
-    data: str | None = None        # EchoNet folder; `lvseg train --data` overrides
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _choice(self, "optimizer", OPTIMIZERS)
         _choice(self, "loss", LOSSES)
         _choice(self, "loss_reduction", REDUCTIONS)
         _choice(self, "schedule", SCHEDULES)
         _choice(self, "best_by", BEST_BY)
-        _choice(self, "device", DEVICES)
         _check(self, "lr", self.lr > 0, "must be > 0")
         _check(self, "momentum", 0 <= self.momentum < 1, "must lie in [0, 1)")
         _check(self, "weight_decay", self.weight_decay >= 0, "must be >= 0")
@@ -81,10 +94,6 @@ class TrainConfig:
         _check(self, "step_epochs", self.step_epochs >= 1, "must be >= 1")
         _check(self, "step_gamma", 0 < self.step_gamma <= 1, "must lie in (0, 1]")
         _check(self, "focal_gamma", self.focal_gamma >= 0, "must be >= 0")
-        _check(self, "threads", self.threads is None or self.threads >= 1, "must be >= 1 (or null)")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
@@ -125,7 +134,51 @@ class ProbeConfig(TrainConfig):
                f"must be a positive multiple of the patch size {PATCH} (e.g. 224 or 448)")
 
 
-CONFIGS: dict[str, type[TrainConfig]] = {"baseline": BaselineConfig, "dinov2_probe": ProbeConfig}
+@dataclass(frozen=True)
+class SamConfig(RecipeConfig):
+    """Segment Anything prompted per frame: no training, one evaluation of a prompt strategy.
+
+    Coordinates are (x, y) = (column, row) pixels of the stored frame."""
+
+    recipe: str = "sam_prompts"
+    model: str = "tiny"               # tiny (random, tests) | vit_b | vit_l | vit_h | random_vit_b
+    checkpoint: str | None = None     # SAM checkpoint file for vit_b/l/h (e.g. sam_vit_b_01ec64.pth)
+    strategy: str = "seed_one_point"
+    offset: float = 10.0              # px beyond the LV wall for background points
+    margin: float = 5.0               # px added around boxes
+    k: int = 3                        # foreground points (long_axis, k_points)
+    m: int = 4                        # background points on a ring (k_points)
+    jitter: float = 0.0               # px of Gaussian click noise on every prompt coordinate
+    mask_choice: str = "best_score"
+    multimask: bool = True
+    split: str = "val"
+    prompt_model: str | None = None   # from_model: a baseline/probe best.pt whose masks place the prompt
+
+    @property
+    def epochs(self) -> int:
+        """One evaluation: reported as a single epoch, so schedulers and the search treat it alike."""
+        return 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        from lvseg.models.sam import SAM_MODELS, needs_checkpoint
+        from lvseg.prompts import MASK_CHOICES, STRATEGIES
+
+        _choice(self, "model", SAM_MODELS)
+        _choice(self, "strategy", STRATEGIES)
+        _choice(self, "mask_choice", MASK_CHOICES)
+        _choice(self, "split", ("train", "val", "test"))
+        for key in ("offset", "margin", "jitter", "m"):
+            _check(self, key, getattr(self, key) >= 0, "must be >= 0")
+        _check(self, "k", self.k >= 1, "must be >= 1")
+        _check(self, "checkpoint", self.checkpoint is not None or not needs_checkpoint(self.model),
+               f"is required for model {self.model} (a SAM checkpoint file, e.g. sam_{self.model}_*.pth)")
+        _check(self, "prompt_model", self.prompt_model is not None or self.strategy != "from_model",
+               "is required by strategy from_model (a best.pt written by `lvseg train` or a search)")
+
+
+CONFIGS: dict[str, type[RecipeConfig]] = {"baseline": BaselineConfig, "dinov2_probe": ProbeConfig,
+                                          "sam_prompts": SamConfig}
 
 
 def config_keys(recipe: str) -> set[str]:
@@ -133,7 +186,7 @@ def config_keys(recipe: str) -> set[str]:
     return {f.name for f in dataclasses.fields(_config_class(recipe, "recipe"))}
 
 
-def parse_config(mapping: Mapping[str, Any], source: str = "config") -> TrainConfig:
+def parse_config(mapping: Mapping[str, Any], source: str = "config") -> RecipeConfig:
     """Validate a flat mapping into the recipe's config dataclass, or raise ConfigError."""
     if not isinstance(mapping, Mapping):
         raise ConfigError(f"{source}: expected a mapping of keys to values, got {type(mapping).__name__}")
@@ -150,7 +203,7 @@ def parse_config(mapping: Mapping[str, Any], source: str = "config") -> TrainCon
         raise ConfigError(f"{source}: {error}") from None
 
 
-def load_config(path: str | Path) -> TrainConfig:
+def load_config(path: str | Path) -> RecipeConfig:
     """Read a YAML config file (safe_load) and validate it."""
     path = Path(path)
     if not path.is_file():
@@ -162,9 +215,9 @@ def load_config(path: str | Path) -> TrainConfig:
     return parse_config(mapping or {}, source=str(path))
 
 
-def _config_class(recipe: object, source: str) -> type[TrainConfig]:
+def _config_class(recipe: object, source: str) -> type[RecipeConfig]:
     if recipe not in CONFIGS:
-        raise ConfigError(f"{source}: recipe: {recipe!r} is not a trainable recipe; known: {', '.join(CONFIGS)}")
+        raise ConfigError(f"{source}: recipe: {recipe!r} is not a registered recipe; known: {', '.join(CONFIGS)}")
     return CONFIGS[recipe]  # type: ignore[index]
 
 
@@ -187,13 +240,13 @@ def _coerce(source: str, key: str, value: Any, hint: Any) -> Any:
     raise ConfigError(f"{source}: {key}: expected {names}, got {value!r} ({type(value).__name__})")
 
 
-def _choice(config: TrainConfig, key: str, choices: typing.Iterable[Any]) -> None:
+def _choice(config: RecipeConfig, key: str, choices: typing.Iterable[Any]) -> None:
     choices = list(choices)
     value = getattr(config, key)
     if value not in choices:
         raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, choices))}")
 
 
-def _check(config: TrainConfig, key: str, ok: bool, rule: str) -> None:
+def _check(config: RecipeConfig, key: str, ok: bool, rule: str) -> None:
     if not ok:
         raise ConfigError(f"{key}: {getattr(config, key)!r} {rule}")

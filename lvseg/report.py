@@ -14,15 +14,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from lvseg.config import BaselineConfig, ProbeConfig, TrainConfig
+from lvseg.config import BaselineConfig, ProbeConfig, RecipeConfig, SamConfig
 from lvseg.framestore import FrameStore
 from lvseg.metrics import bootstrap_pooled_dice, dice_from_counts, overlap_counts, per_video_dice
 from lvseg.models.dinov2 import is_random
+from lvseg.models.sam import needs_checkpoint
 
 OVERLAY_VIDEOS = 6
 
 
-def caveats(config: TrainConfig, store: FrameStore) -> list[str]:
+def caveats(config: RecipeConfig, store: FrameStore) -> list[str]:
     """Plain statements of what makes these numbers not a result, if anything."""
     notes = []
     if store.info.get("synthetic"):
@@ -31,6 +32,8 @@ def caveats(config: TrainConfig, store: FrameStore) -> list[str]:
         notes.append("TINY test model")
     if isinstance(config, ProbeConfig) and is_random(config.backbone):
         notes.append(f"RANDOMLY initialised backbone ({config.backbone})")
+    if isinstance(config, SamConfig) and not needs_checkpoint(config.model):
+        notes.append(f"RANDOMLY initialised SAM ({config.model})")
     return notes
 
 
@@ -62,9 +65,10 @@ def dice_histogram(dice: np.ndarray, phases: np.ndarray, path: Path, title: str)
 
 
 def overlay(images: np.ndarray, predicted: np.ndarray, masks: np.ndarray, videos: np.ndarray,
-            path: Path, title: str, scale: int = 2) -> None:
+            path: Path, title: str, scale: int = 2, prompts: list | None = None) -> None:
     """ES/ED frames of the first videos (columns), traced LV outlined in red, predicted in green,
-    Dice above each frame. Drawn with OpenCV: ~10 ms, cheap enough for every search trial."""
+    Dice above each frame; SAM ``prompts`` (one per frame) drawn in yellow (LV points, box) and
+    blue (background points). Drawn with OpenCV: ~10 ms, cheap enough for every search trial."""
     count = min(OVERLAY_VIDEOS, len(images) // 2)
     size = images.shape[1] * scale
     label, header = 16, 34
@@ -77,13 +81,26 @@ def overlay(images: np.ndarray, predicted: np.ndarray, masks: np.ndarray, videos
                 big = cv2.resize(mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST)
                 contours, _ = cv2.findContours(big, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
                 cv2.drawContours(tile, contours, -1, colour, 1)
+            if prompts is not None:
+                _draw_prompt(tile, prompts[index], scale)
             score = dice_from_counts(overlap_counts(predicted[index], masks[index]))[0]
             top = header + row * (size + label)
             _text(canvas, f"{phase} {str(videos[index])[:8]} Dice {score:.2f}", column * size + 3, top + 12)
             canvas[top + label: top + label + size, column * size:(column + 1) * size] = tile
     _text(canvas, title[:110], 3, 13)
-    _text(canvas, "red: traced LV   green: predicted", 3, 28)
+    legend = "red: traced LV   green: predicted" + ("   yellow: LV points/box   blue: background points"
+                                                     if prompts is not None else "")
+    _text(canvas, legend, 3, 28)
     cv2.imwrite(str(path), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+
+
+def _draw_prompt(tile: np.ndarray, prompt, scale: int) -> None:
+    """Points are (x, y) = (column, row), as OpenCV draws them too."""
+    if prompt.box is not None:
+        x0, y0, x1, y1 = (np.asarray(prompt.box) * scale).round().astype(int)
+        cv2.rectangle(tile, (x0, y0), (x1, y1), (255, 214, 10), 1)
+    for (x, y), label in zip(np.asarray(prompt.points) * scale, prompt.labels, strict=True):
+        cv2.circle(tile, (round(x), round(y)), 3, (255, 214, 10) if label == 1 else (10, 132, 255), -1)
 
 
 def _text(canvas: np.ndarray, text: str, x: int, y: int) -> None:

@@ -20,8 +20,7 @@ from ray import tune
 from lvseg.config import parse_config
 from lvseg.framestore import FrameStore, load_store
 from lvseg.recipes import get_recipe
-from lvseg.report import caveats, overlay
-from lvseg.train import BEST
+from lvseg.report import caveats
 from search import tracking
 from search.samplers import TRIAL_STATUS
 from search.space import TRIAL_NUMBER
@@ -100,7 +99,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
             tracking.log_metrics(mlflow, run_id, {**metrics, **bests}, step=metrics["epoch"])
             if final and context.artifacts:
                 # before the last tune.report: a scheduler may stop the trial the moment it reports
-                _log_artifacts(mlflow, run_id, train_config, workdir / BEST, store, context, workdir)
+                _log_artifacts(mlflow, run_id, train_config, store, context, workdir)
             tune.report({**metrics, **bests, "epochs": train_config.epochs, "mlflow_run_id": run_id,
                          TRIAL_STATUS: "completed" if final else "running"})
 
@@ -112,15 +111,11 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
                          TRIAL_STATUS: "diverged", "status_text": result.status, "mlflow_run_id": run_id})
 
 
-def _log_artifacts(mlflow, run_id: str, config, checkpoint: Path, store: FrameStore, context: TrialContext,
-                   workdir: Path) -> None:
-    """The fully resolved config (what `lvsearch export` hands to `lvseg train`) and an overlay
-    of the best epoch's validation predictions."""
+def _log_artifacts(mlflow, run_id: str, config, store: FrameStore, context: TrialContext, workdir: Path) -> None:
+    """The fully resolved config (what `lvsearch export` hands to `lvseg train`) and the recipe's
+    pictures (validation overlay; for SAM also the Dice histogram)."""
     resolved = {**config.to_dict(), "data": context.data_root}
     mlflow.log_text(run_id, yaml.safe_dump(resolved, sort_keys=False), "config.yaml")
-    trainer, splits = get_recipe(config.recipe).trainer_from_checkpoint(config, checkpoint, store)
-    _, predicted = trainer.evaluate(splits["val"])
-    frames = store.frames("val")
     title = f"{context.search} - {'; '.join(caveats(config, store)) or 'EchoNet-Dynamic'} (val)"
-    overlay(frames.images, predicted, frames.masks, frames.videos, workdir / "overlay.png", title)
-    mlflow.log_artifact(run_id, str(workdir / "overlay.png"))
+    for path in get_recipe(config.recipe).artifacts(config, store, workdir, title):
+        mlflow.log_artifact(run_id, str(path))

@@ -9,14 +9,19 @@ from __future__ import annotations
 from lvseg.recipes.base import Recipe
 from lvseg.recipes.baseline import BaselineRecipe
 from lvseg.recipes.probe import ProbeRecipe
+from lvseg.recipes.sam_prompts import SamPromptsRecipe
 
-RECIPES: dict[str, Recipe] = {"baseline": BaselineRecipe(), "dinov2_probe": ProbeRecipe()}
+RECIPES: dict[str, Recipe | SamPromptsRecipe] = {"baseline": BaselineRecipe(), "dinov2_probe": ProbeRecipe(),
+                                                 "sam_prompts": SamPromptsRecipe()}
 
 
-def get_recipe(name: str) -> Recipe:
+TRAINABLE = ("baseline", "dinov2_probe")
+
+
+def get_recipe(name: str) -> Recipe | SamPromptsRecipe:
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}; known: {', '.join(RECIPES)}")
     return RECIPES[name]
 
 
-__all__ = ["RECIPES", "Recipe", "get_recipe"]
+__all__ = ["RECIPES", "TRAINABLE", "Recipe", "get_recipe"]

@@ -12,7 +12,8 @@ from torch import nn
 
 from lvseg.config import TrainConfig
 from lvseg.framestore import FrameStore
-from lvseg.train import Report, RunResult, SplitData, Trainer
+from lvseg.report import overlay
+from lvseg.train import BEST, Report, RunResult, SplitData, Trainer
 
 
 class Recipe(ABC):
@@ -34,6 +35,14 @@ class Recipe(ABC):
         workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix=f"lvseg-{config.recipe}-"))
         trainer = Trainer(model, config, splits["train"], splits["val"], workdir, self.trainable(model))
         return trainer.fit(report, resume=resume)
+
+    def artifacts(self, config: TrainConfig, store: FrameStore, workdir: Path, title: str) -> list[Path]:
+        """Pictures of a finished run for trackers: validation overlay of the best epoch."""
+        trainer, splits = self.trainer_from_checkpoint(config, workdir / BEST, store)
+        _, predicted = trainer.evaluate(splits["val"])
+        frames = store.frames("val")
+        overlay(frames.images, predicted, frames.masks, frames.videos, workdir / "overlay.png", title)
+        return [workdir / "overlay.png"]
 
     def trainer_from_checkpoint(self, config: TrainConfig, checkpoint: str | Path,
                                 data: FrameStore) -> tuple[Trainer, dict[str, SplitData]]:

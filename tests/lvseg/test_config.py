@@ -52,7 +52,7 @@ def test_probe_image_size_must_be_a_multiple_of_the_patch() -> None:
 
 
 def test_unknown_or_missing_recipe() -> None:
-    with pytest.raises(ConfigError, match="recipe: 'sam' is not a trainable recipe"):
+    with pytest.raises(ConfigError, match="recipe: 'sam' is not a registered recipe"):
         parse_config({"recipe": "sam"})
     with pytest.raises(ConfigError, match="recipe: None"):
         parse_config({"lr": 0.1})
