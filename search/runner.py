@@ -3,6 +3,7 @@ a Tune ``Tuner`` with the Optuna sampler and the scheduler, MLflow parent and ch
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -11,6 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from lvseg.embeddings import load_embeddings
 from lvseg.features import load_features
 from lvseg.framestore import default_cache_dir, load_store
 from search import tracking
@@ -79,7 +81,7 @@ def warm_caches(space: SearchSpace, state: SearchState) -> str:
     """Build the frame store and (probe) every feature cache the space can ask for, once, here.
     Returns the frame store's hash."""
     store = load_store(state.data_root, state.cache_dir, state.allow_missing)
-    if space.recipe != "dinov2_probe":
+    if space.recipe not in ("dinov2_probe", "sam_prompts"):
         return store.hash
     from lvseg.config import CONFIGS
 
@@ -93,13 +95,15 @@ def warm_caches(space: SearchSpace, state: SearchState) -> str:
             return [getattr(defaults, key)]
         return list(param.values) if param.type == "choice" else None
 
-    combos = [options(k) for k in ("backbone", "image_size", "layers")]
+    keys = ("backbone", "image_size", "layers") if space.recipe == "dinov2_probe" else ("model", "checkpoint")
+    combos = [options(k) for k in keys]
     if any(c is None for c in combos):
         return store.hash  # a continuous knob: each node builds what its trials ask for, under the lock
-    for backbone in combos[0]:
-        for size in combos[1]:
-            for layers in combos[2]:
-                load_features(store, backbone, size, layers)
+    for combo in itertools.product(*combos):
+        if space.recipe == "dinov2_probe":
+            load_features(store, *combo)
+        else:
+            load_embeddings(store, *combo)
     return store.hash
 
 

@@ -97,6 +97,8 @@ class SearchSpace:
             return int(epochs[0].high if epochs[0].type != "choice" else max(epochs[0].values))
         from lvseg.config import CONFIGS
 
+        if "epochs" not in config_keys(self.recipe):
+            return 1  # an evaluation recipe (sam_prompts) reports once
         return int(self.fixed.get("epochs", CONFIGS[self.recipe].epochs))
 
     def define_by_run(self, defaults: Mapping[str, Any] | None = None) -> DefineByRun:

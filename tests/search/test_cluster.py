@@ -79,6 +79,7 @@ def cluster(network, tmp_path_factory: pytest.TempPathFactory):
                  f"--temp-dir={work / 'rw'}", *common, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert worker.wait(120) == 0, worker.stdout.read().decode()
     _wait_for_server(env)
+    _warm_both_nodes(env)
     yield {"work": work, "env": env}
     server.terminate()
     server.wait(30)
@@ -86,6 +87,31 @@ def cluster(network, tmp_path_factory: pytest.TempPathFactory):
     subprocess.run(["pkill", "-f", str(work)], check=False)
     time.sleep(1)
     subprocess.run(["pkill", "-9", "-f", str(work)], check=False)
+
+
+WARM = f"""
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+ray.init(address="{HEAD}:6379")
+nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
+assert len(nodes) == 2, ray.nodes()
+
+@ray.remote(num_cpus=1)
+def load():
+    import lvseg.recipes  # torch, transformers...: a cold first import is slow on a loaded machine
+    return ray.util.get_node_ip_address()
+
+where = [load.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote() for n in nodes]
+print(sorted(ray.get(where)))
+"""
+
+
+def _warm_both_nodes(env: dict[str, str]) -> None:
+    """Both nodes alive and their Python imports warm before the search, so that a slow first
+    actor start on the worker does not let the head take every trial."""
+    warm = _in(NS_HEAD, env, sys.executable, "-c", WARM, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    output = warm.communicate(timeout=300)[0].decode()
+    assert warm.returncode == 0 and f"['{HEAD}', '{WORKER}']" in output, output[-2000:]
 
 
 def _wait_for_server(env: dict[str, str]) -> None:
@@ -96,7 +122,7 @@ def _wait_for_server(env: dict[str, str]) -> None:
 
 
 SPACE = {"recipe": "dinov2_probe",
-         "fixed": {"backbone": "tiny", "image_size": 112, "epochs": 2, "loss_reduction": "mean"},
+         "fixed": {"backbone": "tiny", "image_size": 112, "epochs": 4, "loss_reduction": "mean"},
          "params": {"lr": {"type": "loguniform", "low": 1e-3, "high": 3e-2},
                     "head": {"type": "choice", "values": ["linear", "conv"]}},
          "search": {"sampler": "random", "scheduler": "fifo", "samples": 6, "concurrency": 2, "seed": 0},
