@@ -88,15 +88,18 @@ def center(target: Target, options: Options) -> Prompt:
 
 
 def two_background(target: Target, options: Options) -> Prompt:
-    """Centre, plus the ends of the chord nearest to it pushed ``offset`` px outwards: two
-    background points co-linear with the centre on the short axis."""
+    """Centre, plus two background points on the short axis through it (perpendicular to the long
+    axis), each ``offset`` px beyond the wall; the wall is where the nearest chord ends."""
     centre, chords = axis_centre(target.tracing), target.tracing[1:]
+    start, end = long_axis_ends(target.tracing)
+    axis = (end - start) / max(np.linalg.norm(end - start), 1e-9)
+    across = np.array([-axis[1], axis[0]])  # the short axis
     middles = (chords[:, :2] + chords[:, 2:]) / 2
     chord = chords[np.argmin(np.linalg.norm(middles - centre, axis=1))]
-    outside = []
-    for wall in (chord[:2], chord[2:]):
-        direction = wall - centre
-        outside.append(wall + direction / max(np.linalg.norm(direction), 1e-9) * options.offset)
+    reach = [abs(float(np.dot(wall - centre, across))) + options.offset for wall in (chord[:2], chord[2:])]
+    outside = [centre - across * reach[0], centre + across * reach[1]]
+    if np.dot(chord[:2] - centre, across) > 0:  # the X1 wall lies on the +across side
+        outside = [centre + across * reach[0], centre - across * reach[1]]
     return Prompt(np.array([centre, *outside]), np.array([1, 0, 0]))
 
 

@@ -64,7 +64,7 @@ class SamPromptsRecipe:
     def predict(self, config: SamConfig, data: FrameStore) -> tuple[np.ndarray, list[Prompt], Any]:
         """Predicted bool (N, H, W) masks and the prompts that produced them, ES then ED per video."""
         device = pick_device(config.device)
-        embeddings = load_embeddings(data, config.model, config.checkpoint, device)
+        embeddings = self.embeddings(config, data, device)
         predictor = CachedPredictor(build_sam(config.model, config.checkpoint).to(device))
         train = data.frames("train")
         priors = train_priors(train.masks, train.phases)
@@ -87,6 +87,10 @@ class SamPromptsRecipe:
             predicted[i] = masks[MASK_CHOICES[config.mask_choice](masks, scores, priors[phase])]
             prompts.append(prompt)
         return predicted, prompts, frames
+
+    def embeddings(self, config: SamConfig, data: FrameStore, device: torch.device) -> Any:
+        """(V, 2, C, h, w) image embeddings, indexable by [video, phase]: the cache."""
+        return load_embeddings(data, config.model, config.checkpoint, device)
 
     def measure(self, config: SamConfig, predicted: np.ndarray, frames: Any) -> dict[str, float]:
         prefix = f"{config.split}_"

@@ -145,3 +145,22 @@ def test_an_interrupted_search_resumes_without_duplicate_runs(ray_local, synthet
     parent = tracking.find_search_run(mlflow, uri, "cut")
     assert parent.info.status == "FINISHED"
     assert len(tracking.trial_runs(mlflow, uri, parent.info.run_id)) == 5  # restored trials kept their runs
+
+
+def test_the_demo_sam_space_logs_a_child_run_per_strategy(ray_local, synthetic_root: Path, tmp_path: Path) -> None:
+    from search.space import load_space
+
+    space = load_space(Path(__file__).parents[2] / "spaces" / "demo" / "sam_prompts.yaml")
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    summary = run_search(space, str(synthetic_root), "sam", tracking_uri=uri, storage=tmp_path / "runs",
+                         cache_dir=tmp_path / "cache")
+    grid = {(s, c) for s in space.grid()["strategy"] for c in space.grid()["mask_choice"]}
+    assert summary["counts"] == {"completed": len(grid)}
+    mlflow = tracking.client(uri)
+    parent = tracking.find_search_run(mlflow, uri, "sam")
+    children = tracking.trial_runs(mlflow, uri, parent.info.run_id)
+    assert {(c.data.params["strategy"], c.data.params["mask_choice"]) for c in children} == grid
+    for child in children[:3]:
+        assert {a.path for a in mlflow.list_artifacts(child.info.run_id)} >= {"config.yaml", "overlay.png",
+                                                                            "dice_histogram.png"}
+        assert "whole_heart_fraction" in child.data.metrics
