@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/frames.py
 	$(BIN)/python bench/probe_cache.py
 	$(BIN)/python bench/search_overhead.py
+	$(BIN)/python bench/sam_cache.py
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .ruff_cache
