@@ -12,11 +12,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from lvseg.embeddings import load_embeddings
 from lvseg.features import load_features
 from lvseg.framestore import default_cache_dir, load_store
 from search import tracking
 from search.callbacks import ProgressCallback, TrackingCallback
+from search.export import ranked_trials
 from search.samplers import PruneAwareOptunaSearch, build_sampler, build_scheduler
 from search.space import SearchSpace, parse_space
 from search.trainable import TrialContext, run_trial
@@ -169,7 +172,7 @@ def resume_search(name: str, storage: Path | None = None, address: str | None = 
 
     storage = (storage or default_storage()).resolve()
     state = SearchState.load(storage, name)
-    space = parse_space(__import__("yaml").safe_load(state.space_text), state.space_file, state.space_text)
+    space = parse_space(yaml.safe_load(state.space_text), state.space_file, state.space_text)
     init_ray(address)
     trainable, _, _ = _tuner(space, state, storage, threads=max(1, int(space.resources["cpu"])))
     tracking.client(state.tracking_uri).update_run(state.parent_run_id, status="RUNNING")
@@ -203,8 +206,6 @@ def _finish(space: SearchSpace, state: SearchState, searcher: PruneAwareOptunaSe
 
 def summarise(space: SearchSpace, state: SearchState) -> dict[str, Any]:
     """Every trial of the search from MLflow, best first: name, status, score, searched params."""
-    from search.export import ranked_trials
-
     rows = ranked_trials(state.tracking_uri, state.parent_run_id, space.metric[0], space.mode[0],
                          [p.name for p in space.params])
     counts: dict[str, int] = {}
