@@ -18,10 +18,10 @@ import torch
 from lvseg.config import SamConfig, parse_config
 from lvseg.embeddings import load_embeddings
 from lvseg.framestore import FrameStore
-from lvseg.metrics import overlap_counts, summarise
+from lvseg.metrics import dice_from_counts, overlap_counts, summarise
 from lvseg.models.sam import CachedPredictor, build_sam
 from lvseg.prompts import MASK_CHOICES, Options, Prompt, Target, make_prompt, train_priors
-from lvseg.report import dice_histogram, overlay
+from lvseg.report import caveats, dice_histogram, overlay
 from lvseg.train import Report, RunResult, pick_device
 from lvseg.volumes import ef_absolute_errors
 
@@ -51,7 +51,7 @@ class SamPromptsRecipe:
         predicted, prompts, frames = self.predict(config, data)
         metrics = self.measure(config, predicted, frames)
         metrics["seconds"] = time.perf_counter() - started
-        self.write_pictures(config, frames, predicted, prompts, metrics, workdir)
+        self.write_pictures(config, frames, predicted, prompts, metrics, workdir, caveats(config, data))
         result = RunResult(status="completed", config=config.to_dict(), best_epoch=1, best=metrics,
                            history=[metrics])
         if report is not None:
@@ -102,10 +102,10 @@ class SamPromptsRecipe:
         return metrics
 
     def write_pictures(self, config: SamConfig, frames: Any, predicted: np.ndarray, prompts: list[Prompt],
-                       metrics: dict[str, float], workdir: Path) -> None:
-        from lvseg.metrics import dice_from_counts
-
+                       metrics: dict[str, float], workdir: Path, notes: list[str]) -> None:
         title = f"SAM {config.model}, {config.strategy}, {config.mask_choice}, {config.split}"
+        if notes:
+            title += f" - {'; '.join(notes)}"
         dice = dice_from_counts(overlap_counts(predicted, frames.masks))
         dice_histogram(dice, frames.phases, workdir / "dice_histogram.png",
                        f"{title}\npooled Dice {metrics[f'{config.split}_dice']:.3f}, mean {dice.mean():.3f}, "
