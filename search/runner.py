@@ -128,6 +128,7 @@ def _tuner(space: SearchSpace, state: SearchState, storage: Path, threads: int):
         time_budget_s=space.search["time_budget_s"], metric=space.metric[0], mode=space.mode[0])
     run_config = tune.RunConfig(
         name=state.name, storage_path=str(storage), verbose=0,
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         callbacks=[TrackingCallback(state.tracking_uri, state.parent_run_id, state.name),
                    ProgressCallback(space.metric[0])])
     return trainable, tune.Tuner(trainable, tune_config=tune_config, run_config=run_config), searcher

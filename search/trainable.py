@@ -8,6 +8,7 @@ are memory-mapped files built once per node under a lock.
 from __future__ import annotations
 
 import math
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +17,13 @@ from typing import Any
 import ray
 import yaml
 from ray import tune
+from ray.tune import Checkpoint
 
 from lvseg.config import parse_config
 from lvseg.framestore import FrameStore, load_store
 from lvseg.recipes import get_recipe
 from lvseg.report import caveats
+from lvseg.train import BEST, LAST
 from search import tracking
 from search.samplers import TRIAL_STATUS
 from search.space import TRIAL_NUMBER
@@ -92,23 +95,53 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     best = _Best(context.metric, context.mode)
     with tempfile.TemporaryDirectory(prefix="lvsearch-trial-") as tmp:
         workdir = Path(tmp)
+        resume = _restore(workdir)
+        for earlier in _earlier_history(workdir):
+            best.update(earlier)
+        # an epoch logged just before an interruption, but not in the Tune checkpoint the trial
+        # resumes from, is trained again (same seed, same numbers): log it once
+        logged = max((m.step for m in mlflow.get_metric_history(run_id, "epoch")), default=0)
 
         def report(metrics: dict[str, Any]) -> None:
             final = metrics["epoch"] == train_config.epochs
             bests = best.update(metrics)
-            tracking.log_metrics(mlflow, run_id, {**metrics, **bests}, step=metrics["epoch"])
+            if metrics["epoch"] > logged:
+                tracking.log_metrics(mlflow, run_id, {**metrics, **bests}, step=metrics["epoch"])
             if final and context.artifacts:
                 # before the last tune.report: a scheduler may stop the trial the moment it reports
                 _log_artifacts(mlflow, run_id, train_config, store, context, workdir)
+            # the Trainer's last.pt/best.pt travel as a Tune checkpoint: a resumed search continues
+            # this trial from its last epoch instead of from scratch
+            checkpoint = Checkpoint.from_directory(workdir) if (workdir / LAST).is_file() else None
             tune.report({**metrics, **bests, "epochs": train_config.epochs, "mlflow_run_id": run_id,
-                         TRIAL_STATUS: "completed" if final else "running"})
+                         TRIAL_STATUS: "completed" if final else "running"}, checkpoint=checkpoint)
 
-        result = get_recipe(train_config.recipe)(train_config, store, report=report, workdir=workdir)
+        result = get_recipe(train_config.recipe)(train_config, store, report=report, workdir=workdir, resume=resume)
         if result.status.startswith("diverged"):
             worst = {m: (-math.inf if mode == "max" else math.inf)
                      for m, mode in zip(context.metric, context.mode, strict=True)}
             tune.report({**worst, "epoch": len(result.history), "epochs": train_config.epochs,
                          TRIAL_STATUS: "diverged", "status_text": result.status, "mlflow_run_id": run_id})
+
+
+def _restore(workdir: Path) -> bool:
+    """Copy the trial's Tune checkpoint (if it is being resumed) into its work folder."""
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return False
+    with checkpoint.as_directory() as folder:
+        for name in (LAST, BEST):
+            if (Path(folder) / name).is_file():
+                shutil.copy2(Path(folder) / name, workdir / name)
+    return (workdir / LAST).is_file()
+
+
+def _earlier_history(workdir: Path) -> list[dict[str, Any]]:
+    if not (workdir / LAST).is_file():
+        return []
+    import torch
+
+    return list(torch.load(workdir / LAST, map_location="cpu", weights_only=True)["history"])
 
 
 def _log_artifacts(mlflow, run_id: str, config, store: FrameStore, context: TrialContext, workdir: Path) -> None:

@@ -144,7 +144,11 @@ def test_an_interrupted_search_resumes_without_duplicate_runs(ray_local, synthet
     mlflow = tracking.client(uri)
     parent = tracking.find_search_run(mlflow, uri, "cut")
     assert parent.info.status == "FINISHED"
-    assert len(tracking.trial_runs(mlflow, uri, parent.info.run_id)) == 5  # restored trials kept their runs
+    children = tracking.trial_runs(mlflow, uri, parent.info.run_id)
+    assert len(children) == 5  # restored trials kept their runs
+    for child in children:  # an interrupted trial continued from its checkpoint: no epoch twice
+        steps = sorted(m.step for m in mlflow.get_metric_history(child.info.run_id, "val_dice"))
+        assert steps == [1, 2], (child.info.run_name, steps)
 
 
 def test_the_demo_sam_space_logs_a_child_run_per_strategy(ray_local, synthetic_root: Path, tmp_path: Path) -> None:
