@@ -36,9 +36,10 @@ def space(trials: int) -> dict:
             "resources": {"cpu": 1, "gpu": 0}}
 
 
-def timed_search(trials: int, name: str, root: Path, store, tmp: Path) -> tuple[int, float, float]:
+def timed_search(trials: int, name: str, root: Path, store, tmp: Path) -> tuple[int, float, float, float]:
     """Run a search of ``trials`` trials, then the same resolved configs in this process.
-    Returns (trials, search seconds, plain seconds)."""
+    Returns (trials, search seconds, plain seconds, steady-state seconds per trial: from the first
+    trial run's start to the last one's end in MLflow, divided by the number of trials)."""
     uri = f"sqlite:///{tmp / 'mlruns.db'}"
     raw = space(trials)
     parsed = parse_space(raw, "overhead.yaml", yaml.safe_dump(raw))
@@ -48,13 +49,15 @@ def timed_search(trials: int, name: str, root: Path, store, tmp: Path) -> tuple[
     mlflow = tracking.client(uri)
     parent = tracking.find_search_run(mlflow, uri, name)
     configs = []
-    for run in tracking.trial_runs(mlflow, uri, parent.info.run_id):
+    runs = tracking.trial_runs(mlflow, uri, parent.info.run_id)
+    span = (max(r.info.end_time for r in runs) - min(r.info.start_time for r in runs)) / 1000
+    for run in runs:
         path = mlflow.download_artifacts(run.info.run_id, "config.yaml", str(tmp))
         configs.append(parse_config({k: v for k, v in yaml.safe_load(Path(path).read_text()).items() if k != "data"}))
     started = time.perf_counter()
     for index, config in enumerate(configs):
         get_recipe(config.recipe)(config, store, workdir=tmp / f"{name}-{index}")
-    return len(configs), search_s, time.perf_counter() - started
+    return len(configs), search_s, time.perf_counter() - started, span / len(runs)
 
 
 def main() -> None:
@@ -70,16 +73,17 @@ def main() -> None:
         ray_s = time.perf_counter() - started
         timed_search(2, "warm-up", root, store, tmp)  # first MLflow database, first worker process
         runs = [timed_search(n, f"n{n}", root, store, tmp) for n in (args.trials, 2 * args.trials)]
-        for count, search_s, plain_s in runs:
+        for count, search_s, plain_s, _ in runs:
             print(f"{count:3d} trials through lvsearch: {search_s:6.2f} s   same fits in one plain process: "
                   f"{plain_s:5.2f} s   ratio {search_s / plain_s:5.1f}x   all-in overhead "
                   f"{(search_s - plain_s) / count:.3f} s per trial")
-        (n1, s1, p1), (n2, s2, p2) = runs
+        (n1, s1, p1, _), (n2, s2, p2, steady) = runs
         marginal = ((s2 - p2) - (s1 - p1)) / (n2 - n1)
-        fixed = (s1 - p1) - n1 * marginal
         print(f"Ray start-up, once per process: {ray_s:.1f} s; fixed cost per search (Tuner set-up, MLflow parent, "
-              f"summary): {fixed:.1f} s")
-        print(f"orchestration overhead per trial: {marginal:.3f} s")
+              f"summary): {(s1 - p1) - n1 * marginal:.1f} s")
+        print(f"cross-check, (T(2N) - T(N)) / N minus plain: {marginal:.3f} s per trial (noisy: two wall clocks)")
+        print(f"steady state in the {n2}-trial search: {steady:.3f} s per trial against {p2 / n2:.3f} s plain")
+        print(f"orchestration overhead per trial: {steady - p2 / n2:.3f} s")
 
 
 if __name__ == "__main__":

@@ -111,8 +111,8 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
                 # before the last tune.report: a scheduler may stop the trial the moment it reports
                 _log_artifacts(mlflow, run_id, train_config, store, context, workdir)
             # the Trainer's last.pt/best.pt travel as a Tune checkpoint: a resumed search continues
-            # this trial from its last epoch instead of from scratch
-            checkpoint = Checkpoint.from_directory(workdir) if (workdir / LAST).is_file() else None
+            # this trial from its last epoch instead of from scratch (a finished trial needs none)
+            checkpoint = Checkpoint.from_directory(workdir) if not final and (workdir / LAST).is_file() else None
             tune.report({**metrics, **bests, "epochs": train_config.epochs, "mlflow_run_id": run_id,
                          TRIAL_STATUS: "completed" if final else "running"}, checkpoint=checkpoint)
 
