@@ -174,7 +174,6 @@ STRATEGIES: dict[str, Strategy] = {
     "box": box, "box_center": box_center, "prior_box": prior_box, "prior_point": prior_point,
     "from_model": from_model, "seed_one_point": seed_one_point, "seed_two_point": seed_two_point,
 }
-AUTOMATIC = ("prior_box", "prior_point", "from_model")  # need no tracing at inference
 
 
 def make_prompt(name: str, target: Target, options: Options, shape: tuple[int, int],
