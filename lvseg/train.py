@@ -120,6 +120,10 @@ class Trainer:
         # summed like the reference: (loss over ES frames + loss over ED frames) / 2
         return loss / 2 if self.config.loss_reduction == "sum" else loss
 
+    def _summed(self, loss: torch.Tensor, frames: int) -> float:
+        """A batch loss back to the batch's total, so that epochs report a mean loss per frame."""
+        return loss.item() * (2 if self.config.loss_reduction == "sum" else frames)
+
     def train_epoch(self, epoch: int) -> float:
         """One pass in a seeded order (the same whether or not the run was resumed).
         Returns the mean loss per frame, or NaN when the loss diverged."""
@@ -133,8 +137,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-            scale = 2 if self.config.loss_reduction == "sum" else len(index)
-            total, frames = total + loss.item() * scale, frames + len(index)
+            total, frames = total + self._summed(loss, len(index)), frames + len(index)
         self.scheduler.step()
         return total / frames
 
@@ -165,8 +168,7 @@ class Trainer:
         masks, total = [], 0.0
         for index in data.batches(self.config.batch_size):
             logits = self._forward(data.inputs(index))
-            scale = 2 if self.config.loss_reduction == "sum" else len(index)
-            total += self._batch_loss(logits, data.masks[index]).item() * scale
+            total += self._summed(self._batch_loss(logits, data.masks[index]), len(index))
             masks.append((foreground_logit(logits) > 0).cpu().numpy())
         return np.concatenate(masks), total / len(data.masks)
 

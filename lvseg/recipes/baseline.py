@@ -32,13 +32,16 @@ def normalised_inputs(images: np.ndarray, mean: np.ndarray, std: np.ndarray):
 
 
 def split_data(data: FrameStore, split: str, inputs_for) -> SplitData:
+    """A split's SplitData; ``inputs_for(frames, videos)`` makes its input function from the
+    split's FrameSet and store video indices."""
     frames = data.frames(split)
-    return SplitData(inputs=inputs_for(frames), masks=frames.masks, phases=frames.phases, ef=frames.ef[0::2])
+    return SplitData(inputs=inputs_for(frames, data.video_indices(split)), masks=frames.masks,
+                     phases=frames.phases, ef=frames.ef[0::2])
 
 
 class BaselineRecipe(Recipe):
     def build(self, config: BaselineConfig, data: FrameStore) -> tuple[nn.Module, dict[str, SplitData]]:
         model = build_model(config.model, channels(config.loss), config.backbone_weights)
-        splits = {s: split_data(data, s, lambda f: normalised_inputs(f.images, data.mean, data.std))
+        splits = {s: split_data(data, s, lambda f, v: normalised_inputs(f.images, data.mean, data.std))
                   for s in SPLITS}
         return model, splits

@@ -15,7 +15,7 @@ from lvseg.framestore import FrameStore
 from lvseg.losses import channels
 from lvseg.models.heads import build_probe
 from lvseg.recipes.base import Recipe
-from lvseg.recipes.baseline import SPLITS
+from lvseg.recipes.baseline import SPLITS, split_data
 from lvseg.train import SplitData, pick_device
 
 
@@ -36,8 +36,4 @@ class ProbeRecipe(Recipe):
                                  device=pick_device(config.device))
         mask_size = tuple(data.masks.shape[2:4])
         model = build_probe(config.head, features.shape[2], channels(config.loss), mask_size)
-        splits = {}
-        for split in SPLITS:
-            frames, videos = data.frames(split), data.video_indices(split)
-            splits[split] = SplitData(feature_inputs(features, videos), frames.masks, frames.phases, frames.ef[0::2])
-        return model, splits
+        return model, {s: split_data(data, s, lambda f, v: feature_inputs(features, v)) for s in SPLITS}

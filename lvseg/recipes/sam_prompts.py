@@ -66,8 +66,9 @@ class SamPromptsRecipe:
         device = pick_device(config.device)
         embeddings = self.embeddings(config, data, device)
         predictor = CachedPredictor(build_sam(config.model, config.checkpoint).to(device))
-        train = data.frames("train")
-        priors = train_priors(train.masks, train.phases)
+        train = data.video_indices("train")  # masks only: the train images are not needed here
+        priors = train_priors(np.asarray(data.masks[train]).reshape(-1, *data.masks.shape[2:]),
+                              np.tile(np.array(["ES", "ED"]), len(train)))
         frames, videos = data.frames(config.split), data.video_indices(config.split)
         guesses = model_masks(config.prompt_model, data, config.split) if config.strategy == "from_model" else None
         options = Options(config.offset, config.margin, config.k, config.m)

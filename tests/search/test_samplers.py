@@ -35,9 +35,19 @@ def test_every_sampler_draws_from_the_space(name: str) -> None:
         tell_quietly(study, trial, [value, 1.0] if space.multi_objective else value)
 
 
+KINDS = {"asha": "AsyncHyperBandScheduler", "hyperband": "HyperBandScheduler", "median": "MedianStoppingRule",
+         "fifo": "FIFOScheduler"}
+
+
 @pytest.mark.parametrize("name", SCHEDULERS)
-def test_every_scheduler_builds(name: str) -> None:
-    assert isinstance(build_scheduler(parse_space(_space(scheduler=name), "s")), TrialScheduler)
+def test_every_scheduler_builds_the_named_kind(name: str) -> None:
+    scheduler = build_scheduler(parse_space(_space(scheduler=name), "s"))
+    assert isinstance(scheduler, TrialScheduler) and type(scheduler).__name__ == KINDS[name]
+
+
+def test_asha_counts_epochs_up_to_the_space_s_longest_trial() -> None:
+    scheduler = build_scheduler(parse_space(_space(), "s"))
+    assert scheduler._time_attr == "training_iteration" and scheduler._max_t == 4
 
 
 def _searcher() -> PruneAwareOptunaSearch:
