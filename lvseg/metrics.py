@@ -92,6 +92,14 @@ def bootstrap_pooled_dice(
     return pooled_dice(counts), float(lower), float(upper)
 
 
+SUMMARY = ("dice", "dice_es", "dice_ed", "dice_mean", "iou_mean")  # the keys of summarise, unprefixed
+
+
+def summary_keys(prefix: str = "") -> frozenset[str]:
+    """The keys :func:`summarise` returns for ``prefix``."""
+    return frozenset(prefix + key for key in SUMMARY)
+
+
 def summarise(counts: np.ndarray, phases: np.ndarray, prefix: str = "") -> dict[str, float]:
     """Pooled Dice overall and per phase, mean per-image Dice and IoU, as a flat dict.
 

@@ -37,7 +37,7 @@ def train_from_config(config: TrainConfig, data: str | Path | None, out: str | P
         print(f"NOTE: {note} - these numbers are not a result.")
     result = get_recipe(config.recipe)(config, store, report=print_epoch, workdir=out)
     pd.DataFrame(result.history).to_csv(out / "history.csv", index=False)
-    metrics: dict[str, Any] = {"status": result.status, "best_epoch": result.best_epoch, "caveats": notes}
+    metrics: dict[str, Any] = {"status": str(result.status), "best_epoch": result.best_epoch, "caveats": notes}
     if result.checkpoint is not None:
         metrics.update(evaluate_checkpoint(config, result.checkpoint, store, out, notes))
     write_metrics(out / "metrics.json", metrics)

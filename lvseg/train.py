@@ -20,13 +20,16 @@ from torch import nn
 
 from lvseg.config import TrainConfig
 from lvseg.losses import build_loss, foreground_logit
-from lvseg.metrics import overlap_counts, summarise
+from lvseg.metrics import overlap_counts, summarise, summary_keys
 from lvseg.optim import build_optimizer, lr_factor
+from lvseg.status import COMPLETED, RUNNING, Status, diverged, stopped
 from lvseg.volumes import ef_absolute_errors
 
 Report = Callable[[dict[str, Any]], None]
 BEST = "best.pt"
 LAST = "last.pt"
+EPOCH_METRICS = frozenset({"epoch", "train_loss", "val_loss", "ef_mae", "lr", "seconds"}) | summary_keys("val_")
+"""The keys of the dict :meth:`Trainer.fit` reports after every epoch."""
 
 
 @dataclass(frozen=True)
@@ -56,10 +59,10 @@ class SplitData:
 
 @dataclass
 class RunResult:
-    """What a recipe returns: status ("completed", "diverged" or "stopped: <why>"), the best
-    epoch's metrics and checkpoint, every epoch's metrics, and the resolved config."""
+    """What a recipe returns: how it ended (completed, diverged at epoch N or stopped at epoch N),
+    the best epoch's metrics and checkpoint, every epoch's metrics, and the resolved config."""
 
-    status: str
+    status: Status
     config: dict[str, Any]
     best_epoch: int | None = None
     best: dict[str, Any] = field(default_factory=dict)
@@ -103,7 +106,7 @@ class Trainer:
         factor = lr_factor(config.schedule, config.epochs, config.warmup_epochs, config.step_epochs,
                            config.step_gamma)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
-        self.result = RunResult(status="running", config=config.to_dict())
+        self.result = RunResult(status=RUNNING, config=config.to_dict())
 
     # ---- one epoch -------------------------------------------------------------------------
 
@@ -189,7 +192,7 @@ class Trainer:
             started, lr = time.perf_counter(), self.optimizer.param_groups[0]["lr"]
             train_loss = self.train_epoch(epoch)
             if math.isnan(train_loss):
-                self.result.status = f"diverged at epoch {epoch + 1}: non-finite {self.config.loss} loss"
+                self.result.status = diverged(epoch + 1, f"non-finite {self.config.loss} loss")
                 return self.result
             if self.config.bn_refresh:
                 self.refresh_batchnorm()
@@ -200,7 +203,7 @@ class Trainer:
             self._record(metrics)
             if not self._report(report, metrics):
                 return self.result
-        self.result.status = "completed"
+        self.result.status = COMPLETED
         return self.result
 
     def _record(self, metrics: dict[str, Any]) -> None:
@@ -222,7 +225,7 @@ class Trainer:
         try:
             report(dict(metrics))
         except Exception as error:  # the caller's way to stop us (e.g. a scheduler): not our bug
-            self.result.status = f"stopped at epoch {metrics['epoch']}: {type(error).__name__}: {error}"
+            self.result.status = stopped(metrics["epoch"], f"{type(error).__name__}: {error}")
             return False
         return True
 

@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from lvseg.config import ConfigError, config_keys, parse_config
+from lvseg.recipes import get_recipe
 
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "logint", "choice")
 SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc", "grid", "nsga2")
@@ -275,16 +276,50 @@ def _check_search(space: SearchSpace) -> None:
 
 def _check_against_recipe(space: SearchSpace) -> None:
     """Build a config with the fixed values and, one at a time, every choice and bound of every
-    param: a value the recipe would reject fails here, before any trial starts."""
+    param: a value the recipe would reject fails here, before any trial starts; and so does a
+    `metric:` that some of those configs would not report."""
     base = {"recipe": space.recipe, **space.fixed}
     try:
-        parse_config(base)
+        configs = [(_set_by_space(space, space.fixed), parse_config(base))]
     except ConfigError as error:
         raise SpaceError(f"{space.source}: fixed: {error}".replace("config: ", "")) from None
     for param in space.params:
         for value in param.examples():
             try:
-                parse_config({**base, param.name: value})
+                configs.append(({param.name: value}, parse_config({**base, param.name: value})))
             except ConfigError as error:
                 message = str(error).replace("config: ", "")
                 raise SpaceError(f"{space.source}: params.{param.name}: value {value!r}: {message}") from None
+    _check_metrics(space, configs)
+    _check_device(space, configs)
+
+
+def _check_device(space: SearchSpace, configs: list[tuple[dict[str, Any], Any]]) -> None:
+    """Ray hides every GPU from a trial that asks for none: `device: cuda` would fail every trial."""
+    if space.resources["gpu"] > 0:
+        return
+    for _, config in configs:
+        if getattr(config, "device", None) == "cuda":
+            where = "fixed.device" if "device" in space.fixed else "params.device"
+            raise SpaceError(f"{space.source}: {where}: cuda needs resources.gpu > 0 (Ray hides GPUs from "
+                             f"trials that ask for none); use device: auto to fall back to the CPU")
+
+
+def _set_by_space(space: SearchSpace, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The fixed values that differ from the recipe's defaults."""
+    defaults = parse_config({"recipe": space.recipe}).to_dict()
+    return {k: v for k, v in values.items() if defaults.get(k) != v}
+
+
+def _check_metrics(space: SearchSpace, configs: list[tuple[dict[str, Any], Any]]) -> None:
+    """Every objective must be a key the recipe reports for every config the space can draw;
+    when the recipe's defaults do report it, the error names the values that take it away."""
+    recipe = get_recipe(space.recipe)
+    by_default = recipe.metric_keys(parse_config({"recipe": space.recipe}))
+    for chosen, config in configs:
+        reported = recipe.metric_keys(config)
+        for metric in space.metric:
+            if metric not in reported:
+                which = ", ".join(f"{k}: {v}" for k, v in chosen.items()) if metric in by_default else ""
+                raise SpaceError(f"{space.source}: metric: {metric!r} is not reported by {space.recipe}"
+                                 f"{' with ' + which if which else ''}; it reports {', '.join(sorted(reported))}")

@@ -13,7 +13,7 @@ from torch import nn
 from lvseg.config import TrainConfig
 from lvseg.framestore import FrameStore
 from lvseg.report import overlay
-from lvseg.train import BEST, Report, RunResult, SplitData, Trainer
+from lvseg.train import BEST, EPOCH_METRICS, Report, RunResult, SplitData, Trainer
 
 
 class Recipe(ABC):
@@ -22,6 +22,10 @@ class Recipe(ABC):
     @abstractmethod
     def build(self, config: TrainConfig, data: FrameStore) -> tuple[nn.Module, dict[str, SplitData]]:
         """The freshly initialised trainable model and the SplitData of train, val and test."""
+
+    def metric_keys(self, config: TrainConfig) -> frozenset[str]:
+        """The keys of every metrics dict this recipe reports for ``config``."""
+        return EPOCH_METRICS
 
     def trainable(self, model: nn.Module) -> list[nn.Parameter]:
         return [p for p in model.parameters() if p.requires_grad]

@@ -18,10 +18,11 @@ import torch
 from lvseg.config import SamConfig, parse_config
 from lvseg.embeddings import load_embeddings
 from lvseg.framestore import FrameStore
-from lvseg.metrics import dice_from_counts, overlap_counts, summarise
+from lvseg.metrics import dice_from_counts, overlap_counts, summarise, summary_keys
 from lvseg.models.sam import CachedPredictor, build_sam
 from lvseg.prompts import MASK_CHOICES, Options, Prompt, Target, make_prompt, train_priors
 from lvseg.report import caveats, dice_histogram, overlay
+from lvseg.status import COMPLETED, stopped
 from lvseg.train import Report, RunResult, pick_device
 from lvseg.volumes import ef_absolute_errors
 
@@ -41,6 +42,10 @@ def model_masks(checkpoint: str, store: FrameStore, split: str) -> np.ndarray:
 class SamPromptsRecipe:
     """Evaluate one prompt strategy with SAM on one split."""
 
+    def metric_keys(self, config: SamConfig) -> frozenset[str]:
+        """The keys of the one metrics dict a trial reports: they name the evaluated split."""
+        return frozenset({"epoch", "ef_mae", "whole_heart_fraction", "seconds"}) | summary_keys(f"{config.split}_")
+
     def __call__(self, config: SamConfig, data: FrameStore, report: Report | None = None,
                  workdir: str | Path | None = None, resume: bool = False) -> RunResult:
         started = time.perf_counter()
@@ -52,13 +57,13 @@ class SamPromptsRecipe:
         metrics = self.measure(config, predicted, frames)
         metrics["seconds"] = time.perf_counter() - started
         self.write_pictures(config, frames, predicted, prompts, metrics, workdir, caveats(config, data))
-        result = RunResult(status="completed", config=config.to_dict(), best_epoch=1, best=metrics,
+        result = RunResult(status=COMPLETED, config=config.to_dict(), best_epoch=1, best=metrics,
                            history=[metrics])
         if report is not None:
             try:
                 report(dict(metrics))
             except Exception as error:  # the caller's way to stop us: not our bug
-                result.status = f"stopped at epoch 1: {type(error).__name__}: {error}"
+                result.status = stopped(1, f"{type(error).__name__}: {error}")
         return result
 
     def predict(self, config: SamConfig, data: FrameStore) -> tuple[np.ndarray, list[Prompt], Any]:

@@ -42,7 +42,7 @@ def test_a_trial_with_a_warm_cache_never_builds_or_runs_the_backbone(small_store
     monkeypatch.setattr(transformers.Dinov2Model, "forward", counting_forward)
     monkeypatch.setattr(dinov2, "load_backbone", no_loading)
     result = recipe(config, small_store, workdir=tmp_path / "warm")
-    assert result.status == "completed" and calls["forward"] == 0
+    assert result.status.kind == "completed" and calls["forward"] == 0
 
 
 def test_a_cold_cache_runs_the_backbone_once_per_batch_of_frames(small_store, tmp_path, monkeypatch) -> None:

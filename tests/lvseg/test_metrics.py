@@ -12,6 +12,7 @@ from lvseg.metrics import (
     per_video_dice,
     pooled_dice,
     summarise,
+    summary_keys,
 )
 
 
@@ -72,6 +73,7 @@ def test_summarise_reports_pooled_per_phase_and_mean() -> None:
     assert result["val_dice_ed"] == pytest.approx(2 * 5 / 26)
     assert result["val_dice_mean"] == pytest.approx((0.8 + 0 + 1 + 0.5) / 4)
     assert set(result) == {"val_dice", "val_dice_es", "val_dice_ed", "val_dice_mean", "val_iou_mean"}
+    assert set(result) == summary_keys("val_")
 
 
 def test_per_video_table_has_one_row_per_video_in_order() -> None:

@@ -29,7 +29,7 @@ def _run(store, tmp_path: Path, **config):
 @pytest.mark.parametrize("model", sorted(MODELS))
 def test_every_baseline_model_trains_an_epoch(small_store, tmp_path: Path, model: str) -> None:
     result, reports = _run(small_store, tmp_path, **{**FAST_BASELINE, "model": model, "epochs": 1, "batch_size": 2})
-    assert result.status == "completed" and set(reports[0]) >= REPORTED
+    assert result.status.kind == "completed" and set(reports[0]) >= REPORTED
     assert 0 <= reports[0]["val_dice"] <= 1
 
 
@@ -38,7 +38,9 @@ def test_every_baseline_model_trains_an_epoch(small_store, tmp_path: Path, model
 def test_every_loss_trains_in_every_recipe(small_store, tmp_path: Path, recipe: str, loss: str) -> None:
     base = FAST_BASELINE if recipe == "baseline" else {"recipe": recipe, "backbone": "tiny", "image_size": 112}
     result, reports = _run(small_store, tmp_path, **{**base, "loss": loss, "epochs": 2})
-    assert result.status == "completed" and len(reports) == 2
+    assert result.status.kind == "completed" and len(reports) == 2
+    declared = get_recipe(recipe).metric_keys(parse_config({**base, "loss": loss}))
+    assert all(set(r) == declared for r in reports)  # what the search validates `metric:` against
     assert all(torch.isfinite(torch.tensor(r["train_loss"])) for r in reports)
 
 
@@ -47,7 +49,7 @@ def test_every_loss_trains_in_every_recipe(small_store, tmp_path: Path, recipe: 
 def test_every_optimizer_and_schedule(small_store, tmp_path: Path, optimizer: str, schedule: str) -> None:
     result, reports = _run(small_store, tmp_path, recipe="dinov2_probe", image_size=112, optimizer=optimizer,
                            schedule=schedule, epochs=3, warmup_epochs=1, step_epochs=1, lr=1e-2)
-    assert result.status == "completed"
+    assert result.status.kind == "completed"
     assert next(r["lr"] for r in reports) == pytest.approx(1e-2 * 0.5)  # warm-up: half the rate
 
 
@@ -55,7 +57,7 @@ def test_every_optimizer_and_schedule(small_store, tmp_path: Path, optimizer: st
 @pytest.mark.parametrize("layers", [1, 4])
 def test_every_probe_head_and_layer_count(small_store, tmp_path: Path, head: str, layers: int) -> None:
     result, _ = _run(small_store, tmp_path, recipe="dinov2_probe", image_size=112, head=head, layers=layers, epochs=1)
-    assert result.status == "completed" and result.checkpoint.is_file()
+    assert result.status.kind == "completed" and result.checkpoint.is_file()
 
 
 def test_the_baseline_learns_the_synthetic_lv(training_store, tmp_path: Path) -> None:
@@ -83,10 +85,10 @@ def test_report_raising_stops_cleanly_and_resume_matches_an_unbroken_run(small_s
             raise RuntimeError("scheduler says stop")
 
     stopped = recipe(config, small_store, report=stop_after_two, workdir=tmp_path / "broken")
-    assert stopped.status == "stopped at epoch 2: RuntimeError: scheduler says stop"
+    assert str(stopped.status) == "stopped at epoch 2: RuntimeError: scheduler says stop"
     assert len(stopped.history) == 2 and stopped.checkpoint.is_file()
     resumed = recipe(config, small_store, workdir=tmp_path / "broken", resume=True)
-    assert resumed.status == "completed" and len(resumed.history) == 3
+    assert resumed.status.kind == "completed" and len(resumed.history) == 3
     assert resumed.history[-1]["val_loss"] == unbroken.history[-1]["val_loss"]
     assert resumed.history[-1]["val_dice"] == unbroken.history[-1]["val_dice"]
 
@@ -101,7 +103,7 @@ def test_resume_refuses_another_config(small_store, tmp_path: Path) -> None:
 def test_divergence_is_a_status_not_a_crash(small_store, tmp_path: Path) -> None:
     result, _reports = _run(small_store, tmp_path, **{**FAST_BASELINE, "optimizer": "sgd", "lr": 1e30,
                                                     "loss_reduction": "sum", "epochs": 3})
-    assert result.status.startswith("diverged at epoch")
+    assert result.status.kind == "diverged" and str(result.status).startswith("diverged at epoch")
 
 
 def test_checkpoint_holds_the_resolved_config_and_loads_safely(small_store, tmp_path: Path) -> None:

@@ -49,7 +49,7 @@ def test_a_warm_cache_never_calls_the_encoder(small_store, tmp_path: Path, monke
 
     monkeypatch.setattr(ImageEncoderViT, "forward", counting)
     result = get_recipe("sam_prompts")(config, small_store, workdir=tmp_path / "warm")
-    assert result.status == "completed" and calls["encoder"] == 0
+    assert result.status.kind == "completed" and calls["encoder"] == 0
 
 
 def test_recipe_reports_dice_ef_and_whole_heart_and_writes_pictures(small_store, tmp_path: Path) -> None:
@@ -59,6 +59,7 @@ def test_recipe_reports_dice_ef_and_whole_heart_and_writes_pictures(small_store,
     assert len(reports) == 1 and reports[0]["epoch"] == 1
     assert {"val_dice", "val_dice_es", "val_dice_ed", "val_dice_mean", "ef_mae", "whole_heart_fraction"} <= set(
         reports[0])
+    assert set(reports[0]) == get_recipe("sam_prompts").metric_keys(config)  # what the search validates against
     assert 0 <= reports[0]["whole_heart_fraction"] <= 1 and result.best == reports[0]
     for name in ("overlay.png", "dice_histogram.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
@@ -69,7 +70,7 @@ def test_from_model_prompts_come_from_a_trained_checkpoint(small_store, tmp_path
                              "batch_size": 2, "loss_reduction": "mean", "epochs": 1})
     trained = get_recipe("baseline")(baseline, small_store, workdir=tmp_path / "baseline")
     config = parse_config({"recipe": "sam_prompts", "strategy": "from_model", "prompt_model": str(trained.checkpoint)})
-    assert get_recipe("sam_prompts")(config, small_store, workdir=tmp_path / "sam").status == "completed"
+    assert get_recipe("sam_prompts")(config, small_store, workdir=tmp_path / "sam").status.kind == "completed"
 
 
 def test_checkpoint_loading_is_weights_only_and_validated(tmp_path: Path, monkeypatch) -> None:

@@ -64,6 +64,8 @@ def _space(**changes) -> dict:
     ({"mode": "up"}, "mode: 'up' is not max or min"),
     ({"resources": {"cpu": -1}}, "resources.cpu: expected a number >= 0"),
     ({"fixed": {"lr": 0.1, "backbone": "tiny"}}, "lr: both fixed and searched"),
+    ({"fixed": {"backbone": "tiny", "device": "cuda"}}, "s.yaml: fixed.device: cuda needs resources.gpu > 0"),
+    ({"metric": "val_dcie"}, "s.yaml: metric: 'val_dcie' is not reported by dinov2_probe; it reports .*val_dice,"),
 ])
 def test_errors_name_the_file_and_field(changes: dict, message: str) -> None:
     with pytest.raises(SpaceError, match=message):
@@ -105,3 +107,12 @@ def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("recipe: [\n")
     with pytest.raises(SpaceError, match="bad.yaml: not valid YAML"):
         load_space(tmp_path / "bad.yaml")
+
+
+@pytest.mark.parametrize("split", [{"fixed": {"split": "test"}},
+                                   {"params": {"split": {"type": "choice", "values": ["val", "test"]}}}])
+def test_a_metric_the_recipe_does_not_report_for_some_config_is_refused(split: dict) -> None:
+    raw = {"recipe": "sam_prompts", "metric": "val_dice", "search": {"sampler": "grid", "scheduler": "fifo"}, **split}
+    with pytest.raises(SpaceError, match="s.yaml: metric: 'val_dice' is not reported by sam_prompts with split: test; "
+                                         "it reports .*test_dice,"):
+        parse_space(raw, "s.yaml")
