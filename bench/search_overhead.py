@@ -23,7 +23,8 @@ from lvseg.framestore import load_store
 from lvseg.recipes import get_recipe
 from lvseg.synth import write_synthetic
 from search import tracking
-from search.runner import init_ray, run_search
+from search.prepare import init_ray
+from search.runner import run_search
 from search.space import parse_space
 
 

@@ -2,6 +2,7 @@
 
     lvsearch run SPACE.yaml [--data ROOT] [--name NAME] [--samples N] [--address ADDR]
     lvsearch resume NAME
+    lvsearch sync NAME
     lvsearch list
     lvsearch export NAME [--top K] --out FILE.yaml
     lvsearch ui [--port 5000]
@@ -9,17 +10,30 @@
 
 Every command takes --tracking-uri (default $MLFLOW_TRACKING_URI, else sqlite:///./mlruns.db) and
 --storage (default $LVSEARCH_STORAGE, else ./lvsearch-runs), so each finds a search wherever it ran.
+
+Exit codes: 0 the search ran to its end (every trial completed, pruned or diverged); 1 it ran, but
+trials failed with errors (the summary names them), or the driver failed; 2 nothing started (bad
+space, data, tracking store or resources: nothing is left behind, run it again once mended);
+130 after Ctrl-C and 143 after SIGTERM (resumable: `lvsearch resume NAME`).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import tempfile
+import time
+import traceback
 from pathlib import Path
 
 from lvseg.config import ConfigError
+from search.interrupts import Interrupted, Interrupts
 from search.space import SpaceError
+
+NOTHING_STARTED = 2
+ERRORS = (FileNotFoundError, FileExistsError, LookupError, SpaceError, ConfigError, ValueError, ConnectionError)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -42,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     resume = commands.add_parser("resume", help="continue an interrupted search")
     resume.add_argument("name")
     resume.add_argument("--address", default=None)
+    sync = commands.add_parser("sync", help="send what a search could not log while its tracking store was down")
+    sync.add_argument("name")
     commands.add_parser("list", help="searches with their best trial")
     export = commands.add_parser("export", help="write the best trial's resolved config")
     export.add_argument("name")
@@ -52,27 +68,33 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
     demo = commands.add_parser("demo", help="synthetic data, every demo space, best configs")
     demo.add_argument("--out", type=Path, default=Path("demo-output"))
-    for command in (run, resume, commands.choices["list"], export, ui, demo):
+    for command in (run, resume, sync, commands.choices["list"], export, ui, demo):
         _common(command)
     return parser
 
 
-def cmd_run(args: argparse.Namespace) -> None:
+def cmd_run(args: argparse.Namespace, interrupts: Interrupts) -> int:
     from search.runner import run_search
     from search.space import load_space
 
     space = load_space(args.space)  # validated before anything starts
-    run_search(space, args.data, args.name, args.samples, args.tracking_uri, args.storage, args.address,
-               args.cache_dir, args.allow_missing)
+    return run_search(space, args.data, args.name, args.samples, args.tracking_uri, args.storage, args.address,
+                      args.cache_dir, args.allow_missing, interrupts)["exit_code"]
 
 
-def cmd_resume(args: argparse.Namespace) -> None:
+def cmd_resume(args: argparse.Namespace, interrupts: Interrupts) -> int:
     from search.runner import resume_search
 
-    resume_search(args.name, args.storage, args.address)
+    return resume_search(args.name, args.storage, args.address, interrupts)["exit_code"]
 
 
-def cmd_list(args: argparse.Namespace) -> None:
+def cmd_sync(args: argparse.Namespace, interrupts: Interrupts) -> int:
+    from search.sync import sync_search
+
+    return sync_search(args.name, args.storage)
+
+
+def cmd_list(args: argparse.Namespace, interrupts: Interrupts) -> int:
     from search import tracking
     from search.export import search_summaries
 
@@ -80,15 +102,20 @@ def cmd_list(args: argparse.Namespace) -> None:
     rows = search_summaries(uri)
     if not rows:
         print(f"no searches in {uri}")
-        return
-    print(f"{'search':<36} {'recipe':<14} {'status':<9} {'trials':>6}  {'best':>8}  best trial")
+        return 0
+    print(f"{'search':<36} {'recipe':<14} {'status':<12} {'trials':>9}  {'best':>8}  best trial")
     for row in rows:
         best = "-" if row["best"] is None else f"{row['best']:.4f}"
-        print(f"{row['name']:<36} {row['recipe'] or '-':<14} {row['status']:<9} {row['trials']:>6}  "
-              f"{best:>8}  {row['best_trial']} ({row['metric']})")
+        print(f"{row['name']:<36} {row['recipe'] or '-':<14} {row['status'].kind:<12} "
+              f"{row['ended']:>4}/{row['planned']:<4}  {best:>8}  {row['best_trial']} ({row['metric']})")
+    for row in rows:
+        if row["status"].kind == "interrupted":
+            print(f"{row['name']} was interrupted: {row['planned'] - row['ended']} of {row['planned']} trials "
+                  f"remain (`lvsearch resume {row['name']}`)")
+    return 0
 
 
-def cmd_export(args: argparse.Namespace) -> None:
+def cmd_export(args: argparse.Namespace, interrupts: Interrupts) -> int:
     from search import tracking
     from search.export import export_best
 
@@ -98,44 +125,64 @@ def cmd_export(args: argparse.Namespace) -> None:
     for path in paths:
         print(f"wrote {path}")
     print(f"retrain with: lvseg train {paths[0]}")
+    return 0
 
 
-def cmd_ui(args: argparse.Namespace) -> None:
+def cmd_ui(args: argparse.Namespace, interrupts: Interrupts) -> int:
     from search import tracking
 
     uri = args.tracking_uri or tracking.default_tracking_uri()
     if not tracking.is_local(uri):
         print(f"this search logs to a tracking server: open {uri}")
-        return
+        return 0
+    experiment = tracking.find_experiment(tracking.open_store(uri))
+    where = f"#/experiments/{experiment}/runs" if experiment is not None else ""
     # this interpreter's mlflow: the venv's bin folder need not be on PATH
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host,
                "--port", str(args.port)]
-    experiment = tracking.experiment_id(tracking.client(uri), uri)
     # the runs table directly: MLflow 3's experiment page otherwise opens on its GenAI overview
-    print(f"MLflow UI for {uri}: http://{args.host}:{args.port}/#/experiments/{experiment}/runs "
-          f"(expand a search's row to see its trials); Ctrl-C stops it", flush=True)
+    print(f"MLflow UI for {uri}: http://{args.host}:{args.port}/{where} (expand a search's row to see its "
+          f"trials); Ctrl-C stops it", flush=True)
     os.execv(command[0], command)
+    return 0  # not reached: execv replaces this process
 
 
-def cmd_demo(args: argparse.Namespace) -> None:
+def cmd_demo(args: argparse.Namespace, interrupts: Interrupts) -> int:
     from search.demo import run_demo
 
-    run_demo(args.out, args.tracking_uri, args.storage)
+    return run_demo(args.out, args.tracking_uri, args.storage, interrupts)
 
 
-COMMANDS = {"run": cmd_run, "resume": cmd_resume, "list": cmd_list, "export": cmd_export, "ui": cmd_ui,
-            "demo": cmd_demo}
-ERRORS = (FileNotFoundError, FileExistsError, LookupError, SpaceError, ConfigError, ValueError)
+COMMANDS = {"run": cmd_run, "resume": cmd_resume, "sync": cmd_sync, "list": cmd_list, "export": cmd_export,
+            "ui": cmd_ui, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    interrupts = Interrupts()
+    interrupts.install()
     try:
-        COMMANDS[args.command](args)
+        return COMMANDS[args.command](args, interrupts)
     except ERRORS as error:
         print(f"lvsearch {args.command}: error: {error}", file=sys.stderr)
-        return 2
-    return 0
+        return NOTHING_STARTED
+    except KeyboardInterrupt as stop:
+        signum = int((stop.signum if isinstance(stop, Interrupted) else interrupts.signum) or signal.SIGINT)
+        print(f"lvsearch {args.command}: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+        return 128 + signum
+    except Exception as error:
+        log = _write_traceback()
+        print(f"lvsearch {args.command}: error: {type(error).__name__}: {error} (traceback in {log})", file=sys.stderr)
+        return 1
+    finally:
+        interrupts.restore()
+
+
+def _write_traceback() -> Path:
+    """An unexpected error's traceback goes to a file; the console gets one line."""
+    path = Path(tempfile.gettempdir()) / f"lvsearch-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    path.write_text(traceback.format_exc())
+    return path
 
 
 if __name__ == "__main__":

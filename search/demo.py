@@ -12,8 +12,10 @@ from pathlib import Path
 from lvseg.synth import write_synthetic
 from search import tracking
 from search.export import export_best
-from search.runner import default_storage, run_search
+from search.interrupts import Interrupts
+from search.runner import run_search
 from search.space import load_space
+from search.state import default_storage
 
 DEMO_SPACES = Path(__file__).resolve().parent.parent / "spaces" / "demo"
 DEMO_VIDEOS = 50
@@ -21,7 +23,9 @@ BANNER = ("DEMO: synthetic data (lvseg synth) and tiny/random models - the numbe
           "machinery and are not results.")
 
 
-def run_demo(out: Path, tracking_uri: str | None = None, storage: Path | None = None) -> list[dict]:
+def run_demo(out: Path, tracking_uri: str | None = None, storage: Path | None = None,
+             interrupts: Interrupts | None = None) -> int:
+    """Returns the exit code: that of the first demo search that did not run to its end, else 0."""
     out = out.resolve()
     data = out / "synthetic-echonet"
     if not (data / "FileList.csv").is_file():
@@ -36,13 +40,17 @@ def run_demo(out: Path, tracking_uri: str | None = None, storage: Path | None = 
     for space_file in sorted(DEMO_SPACES.glob("*.yaml")):
         space = load_space(space_file)
         name = f"demo-{space_file.stem}-{stamp}"
-        summary = run_search(space, str(data), name, tracking_uri=uri, storage=storage, cache_dir=out / "cache")
+        summary = run_search(space, str(data), name, tracking_uri=uri, storage=storage, cache_dir=out / "cache",
+                             interrupts=interrupts)
+        if summary["exit_code"] != 0:
+            print(f"demo: search {name} did not run to its end ({summary['status']}); stopping the demo")
+            return summary["exit_code"]
         best = out / f"best-{space_file.stem}.yaml"
         export_best(uri, name, best)
         rows.append({"search": name, "recipe": space.recipe, "best": summary["rows"][0], "config": best,
                      "counts": summary["counts"]})
     print(_final_table(rows, uri))
-    return rows
+    return 0
 
 
 def _final_table(rows: list[dict], uri: str) -> str:

@@ -1,123 +1,114 @@
-"""Assemble and run a search: Ray (local on loopback, or a cluster), caches warmed once on the driver,
-a Tune ``Tuner`` with the Optuna sampler and the scheduler, MLflow parent and child runs."""
+"""Run a search and end it truthfully: a Tune ``Tuner`` with the Optuna sampler and the scheduler,
+MLflow parent and child runs, and an ending that every run shares.
+
+Whatever stops a search (its last trial, an error in the driver, Ctrl-C, SIGTERM), the trials
+that had not ended are marked ``interrupted``, every journal is delivered, the parent run gets a
+terminal state, and the summary and :attr:`exit code <Ending.exit_code>` say what happened:
+0 the search ran to its end; 1 it ran, but trials failed with errors (or the driver did, or the
+tracking store kept what it was sent waiting); 130/143 it was interrupted (resumable).
+"""
 
 from __future__ import annotations
 
-import itertools
-import json
 import os
+import socket
 import time
-from collections import Counter
-from dataclasses import asdict, dataclass
+import traceback
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from lvseg.embeddings import load_embeddings
-from lvseg.features import load_features
-from lvseg.framestore import default_cache_dir, load_store
+from lvseg.status import INTERRUPTED, Status, failed, failed_from
 from search import tracking
 from search.callbacks import ProgressCallback, TrackingCallback
-from search.export import ranked_trials
+from search.interrupts import Interrupts
+from search.journal import SEARCH, Journal, journals
+from search.prepare import Prepared, check_resources, init_ray, prepare
 from search.samplers import PruneAwareOptunaSearch, build_sampler, build_scheduler
 from search.space import SearchSpace, parse_space
+from search.state import LOG_FILE, SearchState, default_storage
+from search.summary import TRACKING_WAIT_S, close_parent, format_table, remaining, summarise, trials_status
 from search.trainable import TrialContext, run_trial
 
-STATE_FILE = "lvsearch.json"
-STORAGE_DEFAULT = "lvsearch-runs"
+
+def run_search(space: SearchSpace, data: str | None = None, name: str | None = None, samples: int | None = None,
+               tracking_uri: str | None = None, storage: Path | None = None, address: str | None = None,
+               cache_dir: Path | None = None, allow_missing: bool = False,
+               interrupts: Interrupts | None = None) -> dict[str, Any]:
+    """Run a whole search; returns its summary (:func:`search.summary.summarise`) with its
+    ``status`` and ``exit_code``. Raises (and leaves nothing behind) if it cannot start."""
+    interrupts = interrupts or Interrupts()
+    ready = prepare(space, data, name, samples, tracking_uri, storage, address, cache_dir, allow_missing)
+    state = _start(ready)
+    print(f"search {state.name}: {state.samples} trials of {space.recipe} ({space.search['sampler']} sampler, "
+          f"{space.search['scheduler']} scheduler), tracking {state.tracking_uri}", flush=True)
+    return _execute(space, state, ready.storage, interrupts, restore=False)
 
 
-def default_storage() -> Path:
-    """``$LVSEARCH_STORAGE``, else ``./lvsearch-runs``: where Tune keeps each search's state."""
-    return Path(os.environ.get("LVSEARCH_STORAGE") or Path.cwd() / STORAGE_DEFAULT).resolve()
+def _start(ready: Prepared) -> SearchState:
+    """The parent run (space YAML, skipped videos) and the search's folder: the search exists now."""
+    space = ready.space
+    mlflow = tracking.client(ready.uri)
+    parent = tracking.start_search_run(mlflow, ready.uri, ready.name, {
+        "recipe": space.recipe, "sampler": space.search["sampler"], "scheduler": space.search["scheduler"],
+        "metric": ",".join(space.metric), "mode": ",".join(space.mode), "data_hash": ready.data_hash,
+        tracking.SAMPLES_TAG: str(ready.samples), tracking.DRIVER_TAG: _driver()}, space.text, space.source)
+    if ready.skipped:
+        _log_skipped(mlflow, parent, ready.skipped)
+    state = SearchState(ready.name, space.source, space.text, ready.root, ready.cache_dir, ready.uri, parent,
+                        ready.samples, ready.allow_missing)
+    state.save(ready.storage)
+    return state
 
 
-@dataclass(frozen=True)
-class SearchState:
-    """Everything `resume`, `list` and `export` need to find a search again (saved as JSON)."""
-
-    name: str
-    space_file: str
-    space_text: str
-    data_root: str
-    cache_dir: str
-    tracking_uri: str
-    parent_run_id: str
-    samples: int
-    allow_missing: bool = False
-
-    def save(self, storage: Path) -> None:
-        folder = storage / self.name
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / STATE_FILE).write_text(json.dumps(asdict(self), indent=1))
-
-    @classmethod
-    def load(cls, storage: Path, name: str) -> SearchState:
-        path = storage / name / STATE_FILE
-        if not path.is_file():
-            raise FileNotFoundError(f"no search {name!r} under {storage} (looked for {path})")
-        return cls(**json.loads(path.read_text()))
+def _log_skipped(mlflow: Any, parent: str, skipped: dict[str, str]) -> None:
+    """Videos left out of the frame store: on the console, as a tag and as skipped_videos.txt."""
+    lines = [f"{video}: {why}" for video, why in sorted(skipped.items())]
+    print(f"{len(lines)} video(s) left out of this search (listed in the parent run's skipped_videos.txt):")
+    for line in lines:
+        print(f"  {line}")
+    mlflow.set_tag(parent, "skipped_videos", str(len(lines)))
+    mlflow.log_text(parent, "\n".join(lines) + "\n", "skipped_videos.txt")
 
 
-def init_ray(address: str | None, temp_dir: str | None = None) -> None:
-    """Join ``address``, or start a local Ray sized to this machine with every service on loopback."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    if address:
-        ray.init(address=address, logging_level="WARNING")
-        return
-    # Local Ray binds every service to 127.0.0.1 only with this set (PITFALLS.md, 5). Ray reads it
-    # when imported, so the already-imported constant is switched too; child processes inherit
-    # the variable. Only here: a cluster driver must advertise its real address.
-    from ray._private import ray_constants
-
-    os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, dashboard_host="127.0.0.1",
-             logging_level="WARNING", configure_logging=True, _temp_dir=temp_dir)
+def _driver() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def warm_caches(space: SearchSpace, state: SearchState) -> str:
-    """Build the frame store and (probe) every feature cache the space can ask for, once, here.
-    Returns the frame store's hash."""
-    store = load_store(state.data_root, state.cache_dir, state.allow_missing)
-    if space.recipe not in ("dinov2_probe", "sam_prompts"):
-        return store.hash
-    from lvseg.config import CONFIGS
-
-    defaults = CONFIGS[space.recipe]
-
-    def options(key: str) -> list[Any] | None:
-        if key in space.fixed:
-            return [space.fixed[key]]
-        param = next((p for p in space.params if p.name == key), None)
-        if param is None:
-            return [getattr(defaults, key)]
-        return list(param.values) if param.type == "choice" else None
-
-    keys = ("backbone", "image_size", "layers") if space.recipe == "dinov2_probe" else ("model", "checkpoint")
-    combos = [options(k) for k in keys]
-    if any(c is None for c in combos):
-        return store.hash  # a continuous knob: each node builds what its trials ask for, under the lock
-    for combo in itertools.product(*combos):
-        if space.recipe == "dinov2_probe":
-            load_features(store, *combo)
-        else:
-            load_embeddings(store, *combo)
-    return store.hash
+def resume_search(name: str, storage: Path | None = None, address: str | None = None,
+                  interrupts: Interrupts | None = None) -> dict[str, Any]:
+    """Continue an interrupted search: unfinished and errored trials resume, their MLflow runs too."""
+    interrupts = interrupts or Interrupts()
+    storage = (storage or default_storage()).resolve()
+    state = SearchState.load(storage, name)
+    space = parse_space(yaml.safe_load(state.space_text), state.space_file, state.space_text)
+    mlflow = tracking.open_store(state.tracking_uri)
+    ended, planned = remaining(mlflow, state)
+    print(f"search {name}: {ended} of {planned} trials have ended; resuming the other {planned - ended}", flush=True)
+    init_ray(address)
+    check_resources(space, local=address is None)
+    mlflow.update_run(state.parent_run_id, status="RUNNING")
+    tracking.set_tags(mlflow, state.parent_run_id, {tracking.STATUS_TAG: "running", tracking.DRIVER_TAG: _driver()})
+    return _execute(space, state, storage, interrupts, restore=True)
 
 
-def _tuner(space: SearchSpace, state: SearchState, storage: Path, threads: int):
+def _tuner(space: SearchSpace, state: SearchState, storage: Path, callback: TrackingCallback, restore: bool):
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
     context = TrialContext(state.name, state.data_root, state.cache_dir, state.allow_missing, state.tracking_uri,
-                           state.parent_run_id, space.metric, space.mode, tuple(p.name for p in space.params))
+                           state.parent_run_id, str(state.journal_dir(storage)), space.metric, space.mode,
+                           tuple(p.name for p in space.params))
     trainable = tune.with_resources(tune.with_parameters(run_trial, context=context),
                                     {"cpu": space.resources["cpu"], "gpu": space.resources["gpu"]})
+    if restore and tune.Tuner.can_restore(str(state.folder(storage))):
+        # callbacks are not saved with the experiment: the restored Tuner gets this driver's
+        tuner = tune.Tuner.restore(str(state.folder(storage)), trainable=trainable, resume_unfinished=True,
+                                   resume_errored=True)
+        tuner._local_tuner._run_config.callbacks = [callback, ProgressCallback(space.metric[0])]
+        return tuner, None
+    threads = max(1, int(space.resources["cpu"]))
     metric = list(space.metric) if space.multi_objective else space.metric[0]
     mode = list(space.mode) if space.multi_objective else space.mode[0]
     searcher = PruneAwareOptunaSearch(space=space.define_by_run({"threads": threads}), metric=metric, mode=mode,
@@ -129,100 +120,98 @@ def _tuner(space: SearchSpace, state: SearchState, storage: Path, threads: int):
     run_config = tune.RunConfig(
         name=state.name, storage_path=str(storage), verbose=0,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-        callbacks=[TrackingCallback(state.tracking_uri, state.parent_run_id, state.name),
-                   ProgressCallback(space.metric[0])])
-    return trainable, tune.Tuner(trainable, tune_config=tune_config, run_config=run_config), searcher
+        failure_config=tune.FailureConfig(max_failures=space.search["max_failures"]),
+        callbacks=[callback, ProgressCallback(space.metric[0])])
+    return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config), searcher
 
 
-def run_search(space: SearchSpace, data: str | None = None, name: str | None = None, samples: int | None = None,
-               tracking_uri: str | None = None, storage: Path | None = None, address: str | None = None,
-               cache_dir: Path | None = None, allow_missing: bool = False) -> dict[str, Any]:
-    """Run a whole search; returns its summary (see :func:`summarise`)."""
-    storage = (storage or default_storage()).resolve()
-    name = name or f"{Path(space.source).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if (storage / name).exists():
-        raise FileExistsError(f"a search named {name!r} exists under {storage}: `lvsearch resume {name}` "
-                              f"continues it; pick another --name for a new one")
-    root = data or space.data
-    if root is None:
-        raise ValueError(f"{space.source}: no data folder: pass --data ROOT or set `data:` in the space")
-    uri = tracking_uri or tracking.default_tracking_uri()
-    mlflow = tracking.client(uri)
-    parent = tracking.start_search_run(mlflow, uri, name, {
-        "recipe": space.recipe, "sampler": space.search["sampler"], "scheduler": space.search["scheduler"],
-        "metric": ",".join(space.metric), "mode": ",".join(space.mode)}, space.text, space.source)
-    samples = samples or space.search["samples"]
-    if space.search["sampler"] == "grid" and samples > space.grid_size:
-        print(f"grid sampler: {space.grid_size} grid points, so {space.grid_size} trials instead of {samples}")
-        samples = space.grid_size
-    state = SearchState(name, space.source, space.text, str(Path(root).resolve()),
-                        str(Path(cache_dir or default_cache_dir()).resolve()), uri, parent, samples, allow_missing)
-    state.save(storage)
-    print(f"search {name}: {state.samples} trials of {space.recipe} ({space.search['sampler']} sampler, "
-          f"{space.search['scheduler']} scheduler), tracking {uri}")
-    mlflow.set_tag(parent, "data_hash", warm_caches(space, state))
-    init_ray(address)
-    _, tuner, searcher = _tuner(space, state, storage, threads=max(1, int(space.resources["cpu"])))
-    tuner.fit()
-    return _finish(space, state, searcher)
+def _execute(space: SearchSpace, state: SearchState, storage: Path, interrupts: Interrupts,
+             restore: bool) -> dict[str, Any]:
+    """Run the Tuner; then, however it stopped, end the search (:func:`_end`)."""
+    callback = TrackingCallback(state.journal_dir(storage), state.tracking_uri, state.parent_run_id, state.name)
+    interrupts.install()  # again: ray.init replaced our SIGTERM handler with its own
+    searcher, error = None, None
+    try:
+        tuner, searcher = _tuner(space, state, storage, callback, restore)
+        tuner.fit()
+    except KeyboardInterrupt:
+        pass  # a second Ctrl-C, or one outside fit: interrupts.signum says which
+    except Exception as caught:
+        error = caught
+        _write_traceback(state.folder(storage) / LOG_FILE)
+    return _end(space, state, storage, callback, searcher, interrupts, error)
 
 
-def resume_search(name: str, storage: Path | None = None, address: str | None = None) -> dict[str, Any]:
-    """Continue an interrupted search: unfinished and errored trials resume, their MLflow runs too."""
-    from ray import tune
-
-    storage = (storage or default_storage()).resolve()
-    state = SearchState.load(storage, name)
-    space = parse_space(yaml.safe_load(state.space_text), state.space_file, state.space_text)
-    init_ray(address)
-    trainable, _, _ = _tuner(space, state, storage, threads=max(1, int(space.resources["cpu"])))
-    tracking.client(state.tracking_uri).update_run(state.parent_run_id, status="RUNNING")
-    tuner = tune.Tuner.restore(str(storage / name), trainable=trainable, resume_unfinished=True, resume_errored=True)
-    tuner.fit()
-    return _finish(space, state, None)
+def _write_traceback(path: Path) -> None:
+    with path.open("a") as handle:
+        handle.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()}\n{traceback.format_exc()}\n")
 
 
-def _finish(space: SearchSpace, state: SearchState, searcher: PruneAwareOptunaSearch | None) -> dict[str, Any]:
+def _end(space: SearchSpace, state: SearchState, storage: Path, callback: TrackingCallback,
+         searcher: PruneAwareOptunaSearch | None, interrupts: Interrupts, error: Exception | None) -> dict[str, Any]:
+    for trial_id in callback.unfinished():  # their runs reopen when the search resumes
+        callback.finish(trial_id, INTERRUPTED)
+    folder = state.journal_dir(storage)
+    waiting = _deliver(journals(folder, state.tracking_uri, state.parent_run_id, state.name))
+    if waiting:
+        ending = INTERRUPTED if interrupts.signum is not None else (failed_from(error) if error else None)
+        return _tracking_down(space, state, storage, waiting, interrupts, ending)
     summary = summarise(space, state)
     if searcher is not None:  # what the Optuna study saw: pruned trials must be PRUNED, not COMPLETE
         trials = searcher._ot_study.get_trials(deepcopy=False)
-        summary["optuna"] = dict(Counter(t.state.name for t in trials))
-    mlflow = tracking.client(state.tracking_uri)
-    counts = {f"trials_{k}": float(v) for k, v in summary["counts"].items()}
-    best = summary["rows"][0] if summary["rows"] else None
-    if best is not None:
-        counts[f"best_{space.metric[0]}"] = best["score"]
-        mlflow.set_tag(state.parent_run_id, "best_trial_run_id", best["run_id"])
-        mlflow.set_tag(state.parent_run_id, "best_trial", best["name"])
-    tracking.log_metrics(mlflow, state.parent_run_id, counts, step=0)
-    finished = sum(summary["counts"].values()) - summary["counts"].get("running", 0)
-    summary["interrupted"] = finished < state.samples
-    mlflow.set_terminated(state.parent_run_id, status="KILLED" if summary["interrupted"] else "FINISHED")
+        summary["optuna"] = {s: sum(t.state.name == s for t in trials) for s in {t.state.name for t in trials}}
+    status = _search_status(summary, interrupts, error, storage / state.name / LOG_FILE)
+    close_parent(state, storage, summary, status)
+    summary.update(status=status, exit_code=_exit_code(status, interrupts))
     print(format_table(summary))
-    if summary["interrupted"]:
-        print(f"search {state.name} stopped after {finished} of {state.samples} trials: "
-              f"`lvsearch resume {state.name}` continues it")
+    print(_closing_line(state, summary, status))
     return summary
 
 
-def summarise(space: SearchSpace, state: SearchState) -> dict[str, Any]:
-    """Every trial of the search from MLflow, best first: name, status, score, searched params."""
-    rows = ranked_trials(state.tracking_uri, state.parent_run_id, space.metric[0], space.mode[0],
-                         [p.name for p in space.params])
-    counts: dict[str, int] = {}
-    for row in rows:
-        kind = row["status"].split(" ")[0].rstrip(":")
-        counts[kind] = counts.get(kind, 0) + 1
-    return {"name": state.name, "metric": space.metric[0], "rows": rows, "counts": counts}
+def _deliver(pending: list[Journal]) -> int:
+    """Deliver every trial journal, waiting up to TRACKING_WAIT_S for a store that is down;
+    returns how many operations still wait."""
+    deadline = time.monotonic() + TRACKING_WAIT_S
+    waiting = 0
+    for journal in pending:
+        waiting += journal.deliver_within(max(0.0, deadline - time.monotonic()))
+    return waiting
 
 
-def format_table(summary: dict[str, Any], limit: int = 20) -> str:
-    rows = summary["rows"][:limit]
-    optuna = ", ".join(f"{v} {k}" for k, v in sorted(summary.get("optuna", {}).items()))
-    lines = [f"search {summary['name']}: " + ", ".join(f"{v} {k}" for k, v in sorted(summary["counts"].items()))
-             + (f" (Optuna study: {optuna})" if optuna else ""),
-             f"{'rank':>4}  {'best ' + summary['metric']:>16}  {'status':<22} trial (completed trials rank first)"]
-    for rank, row in enumerate(rows, 1):
-        score = "-" if row["score"] is None else f"{row['score']:.4f}"
-        lines.append(f"{rank:>4}  {score:>16}  {row['status']:<22} {row['name']}")
-    return "\n".join(lines)
+def _search_status(summary: dict[str, Any], interrupts: Interrupts, error: Exception | None, log: Path) -> Status:
+    if interrupts.signum is not None:
+        return INTERRUPTED
+    if error is not None:
+        return failed(f"{tracking.first_line(error)} (traceback in {log})")
+    return trials_status(summary)
+
+
+def _exit_code(status: Status, interrupts: Interrupts) -> int:
+    if status.kind == "interrupted":
+        return interrupts.exit_code
+    return 0 if status.outcome else 1
+
+
+def _closing_line(state: SearchState, summary: dict[str, Any], status: Status) -> str:
+    ended = sum(v for k, v in summary["counts"].items() if k not in ("running", "interrupted"))
+    if status.kind == "interrupted":
+        return (f"search {state.name} interrupted after {ended} of {state.samples} trials: "
+                f"`lvsearch resume {state.name}` continues it")
+    if status.kind == "failed":
+        return f"search {state.name} {status}"
+    return f"search {state.name} completed: {ended} trials"
+
+
+def _tracking_down(space: SearchSpace, state: SearchState, storage: Path, waiting: int, interrupts: Interrupts,
+                   ending: Status | None) -> dict[str, Any]:
+    """The trials ran but the tracking store does not answer: what could not be sent waits in the
+    journals, and `lvsearch sync` sends it and closes the parent run once the store is back."""
+    if ending is not None:
+        Journal(state.journal_dir(storage), SEARCH, state.tracking_uri, state.parent_run_id,
+                state.name).end(SEARCH, ending)
+    print(f"search {state.name}: the tracking store {state.tracking_uri} does not answer; {waiting} tracking "
+          f"operation(s) wait in {state.journal_dir(storage)}: `lvsearch sync {state.name}` sends them once it "
+          f"is back")
+    status = ending or failed(f"tracking store {state.tracking_uri} did not answer; run `lvsearch sync {state.name}`")
+    return {"name": state.name, "metric": space.metric[0], "rows": [], "counts": {}, "status": status,
+            "exit_code": interrupts.exit_code if status.kind == "interrupted" else 1}

@@ -3,7 +3,6 @@ about trials the scheduler stopped early."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import optuna
@@ -16,9 +15,8 @@ from ray.tune.schedulers import (
 )
 from ray.tune.search.optuna import OptunaSearch
 
+from search.results import final_status
 from search.space import SearchSpace
-
-TRIAL_STATUS = "trial_status"  # key in each reported result: running | completed | diverged
 
 
 def build_sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
@@ -59,29 +57,22 @@ def build_scheduler(space: SearchSpace) -> TrialScheduler:
     raise ValueError(f"unknown scheduler {name!r}")
 
 
-def was_pruned(result: dict[str, Any] | None) -> bool:
-    """A trial that reported fewer epochs than it planned, without diverging, was stopped early."""
-    if not result:
-        return False
-    return result.get(TRIAL_STATUS) == "running" and result.get("epoch", 0) < result.get("epochs", math.inf)
-
-
 class PruneAwareOptunaSearch(OptunaSearch):
-    """OptunaSearch that records scheduler-stopped trials as PRUNED and diverged ones as FAIL.
+    """OptunaSearch that tells Optuna how each trial really ended (lvseg.status): a trial the
+    scheduler stopped is PRUNED, a diverged or failed one FAIL.
 
-    Stock OptunaSearch tells Optuna a stopped trial COMPLETED with its partial score (PITFALLS.md,
-    8), so TPE learns from early, low scores as if they were final."""
+    Stock OptunaSearch tells Optuna a stopped trial COMPLETED with its partial score, so TPE
+    learns from early, low scores as if they were final."""
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+        if error or trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return super().on_trial_complete(trial_id, result, error)
-        status = (result or {}).get(TRIAL_STATUS)
-        if was_pruned(result) or status == "diverged":
-            state = optuna.trial.TrialState.PRUNED if status != "diverged" else optuna.trial.TrialState.FAIL
-            tell_quietly(self._ot_study, self._ot_trials[trial_id], state=state)
-            self._completed_trials.add(trial_id)
-            return None
-        return super().on_trial_complete(trial_id, result, error)
+        state = final_status(result).optuna_state
+        if state == "COMPLETE":
+            return super().on_trial_complete(trial_id, result, error)
+        tell_quietly(self._ot_study, self._ot_trials[trial_id], state=optuna.trial.TrialState[state])
+        self._completed_trials.add(trial_id)
+        return None
 
 
 def tell_quietly(study: optuna.Study, trial: optuna.Trial, *args: Any, **kwargs: Any) -> None:

@@ -34,7 +34,8 @@ SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc", "grid", "nsga2")
 SCHEDULERS = ("asha", "hyperband", "median", "fifo")
 TOP_KEYS = {"recipe", "metric", "mode", "data", "fixed", "params", "search", "resources", "description"}
 SEARCH_DEFAULTS: dict[str, Any] = dict(sampler="tpe", scheduler="asha", samples=16, concurrency=2,
-                                       time_budget_s=None, seed=0, grace_period=1, reduction_factor=2)
+                                       time_budget_s=None, seed=0, grace_period=1, reduction_factor=2,
+                                       max_failures=3)  # retries of a trial whose worker died
 RESOURCE_DEFAULTS: dict[str, float] = dict(cpu=1, gpu=0)
 TRIAL_NUMBER = "_trial_number"  # Optuna's trial number, passed to the trial for a readable run name
 
@@ -260,9 +261,10 @@ def _check_search(space: SearchSpace) -> None:
         raise SpaceError(f"{where}.sampler: {search['sampler']!r} is not one of {', '.join(SAMPLERS)}")
     if search["scheduler"] not in SCHEDULERS:
         raise SpaceError(f"{where}.scheduler: {search['scheduler']!r} is not one of {', '.join(SCHEDULERS)}")
-    for key in ("samples", "concurrency", "grace_period", "reduction_factor"):
-        if not isinstance(search[key], int) or isinstance(search[key], bool) or search[key] < 1:
-            raise SpaceError(f"{where}.{key}: expected a whole number >= 1, got {search[key]!r}")
+    for key, least in (("samples", 1), ("concurrency", 1), ("grace_period", 1), ("reduction_factor", 1),
+                       ("max_failures", 0)):
+        if not isinstance(search[key], int) or isinstance(search[key], bool) or search[key] < least:
+            raise SpaceError(f"{where}.{key}: expected a whole number >= {least}, got {search[key]!r}")
     if space.multi_objective and search["sampler"] != "nsga2":
         raise SpaceError(f"{where}.sampler: several metrics need the nsga2 sampler")
     if space.multi_objective and search["scheduler"] != "fifo":

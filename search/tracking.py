@@ -7,25 +7,62 @@ driver and every Ray worker talk to the same store: a SQLite file on one machine
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from lvseg.status import Status
+
 EXPERIMENT = "lvsearch"
 KIND_TAG = "lvsearch.kind"            # "search" on parent runs, "trial" on child runs
 SEARCH_TAG = "lvsearch.search"        # the search's name, on both
 TRIAL_TAG = "lvsearch.trial_id"       # Ray Tune's trial id, on child runs
 NODE_TAG = "lvsearch.node"            # IP of the Ray node that ran the trial
-STATUS_TAG = "lvsearch.status"        # completed | pruned at epoch N | diverged at epoch N | failed: ...
+STATUS_TAG = "lvsearch.status"        # a lvseg.status.Status: completed | pruned at epoch N | failed: ... | ...
+DRIVER_TAG = "lvsearch.driver"        # host:pid of the search's driver process, on parent runs
+HEARTBEAT_TAG = "lvsearch.heartbeat"  # unix time the driver last said it was alive, on parent runs
+HEARTBEAT_S = 30.0                    # how often a live driver writes it; three missed beats: gone
+SAMPLES_TAG = "lvsearch.samples"      # trials the search plans, on parent runs
 PARENT_TAG = "mlflow.parentRunId"
 PARAM_LIMIT = 100                     # MLflow's batch limit for params
+# A tracking server that does not answer must not hold anything up: MLflow's own defaults retry
+# 7 times with backoff for minutes. One try, 10 s: a first contact fails within seconds, and a
+# trial's journal keeps what could not be sent (search/journal.py).
+IMPATIENT = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+
+
+class TrackingUnavailable(ConnectionError):
+    """The tracking store cannot be opened or does not answer; the message names the URI."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message, with its type: what one console line can carry."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}".strip()
+
+
+@contextlib.contextmanager
+def impatient() -> Iterator[None]:
+    """MLflow HTTP calls inside make one attempt with a short timeout (the variables are read per
+    request)."""
+    saved = {key: os.environ.get(key) for key in IMPATIENT}
+    os.environ.update(IMPATIENT)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def default_tracking_uri() -> str:
@@ -41,12 +78,45 @@ def client(uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=uri)
 
 
+def local_path(uri: str) -> Path | None:
+    """The file or folder behind a local store URI (sqlite:///, file:, a plain path), else None."""
+    if uri.startswith("sqlite:///"):
+        return Path(uri.removeprefix("sqlite:///"))
+    if uri.startswith("file:"):
+        return Path(uri.removeprefix("file://").removeprefix("file:"))
+    return Path(uri) if "://" not in uri else None
+
+
+def open_store(uri: str, create: bool = False) -> MlflowClient:
+    """A client of a store that exists and answers. Read-only commands pass ``create=False``: a
+    missing local store is then an error instead of a new empty database. A server gets one
+    short try (IMPATIENT), so a wrong address fails in seconds, not minutes."""
+    path = local_path(uri)
+    if path is not None and not path.exists():
+        if not create:
+            raise TrackingUnavailable(f"no tracking store at {uri} ({path} does not exist)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+    mlflow = client(uri)
+    with impatient():
+        try:
+            mlflow.search_experiments(max_results=1)
+        except Exception as error:
+            raise TrackingUnavailable(f"tracking store {uri} does not answer: {first_line(error)}") from None
+    return mlflow
+
+
+def find_experiment(mlflow: MlflowClient) -> str | None:
+    """The lvsearch experiment's id, or None where no search ever ran (creates nothing)."""
+    found = mlflow.get_experiment_by_name(EXPERIMENT)
+    return None if found is None else found.experiment_id
+
+
 def experiment_id(mlflow: MlflowClient, uri: str) -> str:
     """The lvsearch experiment, created on first use. Local stores keep artifacts beside the
     database under an absolute path (Ray workers run in other folders); servers choose their own."""
-    found = mlflow.get_experiment_by_name(EXPERIMENT)
+    found = find_experiment(mlflow)
     if found is not None:
-        return found.experiment_id
+        return found
     location = None
     if uri.startswith("sqlite:///"):
         location = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
@@ -73,9 +143,10 @@ def start_search_run(mlflow: MlflowClient, uri: str, name: str, tags: Mapping[st
 
 
 def find_search_run(mlflow: MlflowClient, uri: str, name: str):
-    runs = mlflow.search_runs([experiment_id(mlflow, uri)],
-                              filter_string=f"tags.`{KIND_TAG}` = 'search' and tags.`{SEARCH_TAG}` = '{name}'",
-                              order_by=["attributes.start_time DESC"], max_results=1)
+    experiment = find_experiment(mlflow)
+    runs = [] if experiment is None else mlflow.search_runs(
+        [experiment], filter_string=f"tags.`{KIND_TAG}` = 'search' and tags.`{SEARCH_TAG}` = '{name}'",
+        order_by=["attributes.start_time DESC"], max_results=1)
     if not runs:
         raise LookupError(f"no search named {name!r} in the MLflow store {uri}")
     return runs[0]
@@ -86,38 +157,45 @@ def trial_runs(mlflow: MlflowClient, uri: str, parent_id: str) -> list:
                               max_results=10_000)
 
 
-def start_trial_run(mlflow: MlflowClient, uri: str, parent_id: str, search: str, trial_id: str,
-                    run_name: str, params: Mapping[str, Any]) -> str:
-    """The child run of a trial; a restored trial gets its old run back (never a second one)."""
-    existing = mlflow.search_runs([experiment_id(mlflow, uri)], max_results=1, filter_string=(
+def find_trial_run(mlflow: MlflowClient, uri: str, parent_id: str, trial_id: str) -> str | None:
+    """The run id of a trial's child run, or None if it has none yet."""
+    found = mlflow.search_runs([experiment_id(mlflow, uri)], max_results=1, filter_string=(
         f"tags.`{PARENT_TAG}` = '{parent_id}' and tags.`{TRIAL_TAG}` = '{trial_id}'"))
-    if existing:
-        run_id = existing[0].info.run_id
-        mlflow.update_run(run_id, status="RUNNING")
-        return run_id
+    return found[0].info.run_id if found else None
+
+
+def start_trial_run(mlflow: MlflowClient, uri: str, parent_id: str, search: str, trial_id: str,
+                    run_name: str, params: Mapping[str, Any], tags: Mapping[str, str] | None = None) -> str:
+    """The child run of a trial; a restored or retried trial gets its old run back (never a second
+    one), RUNNING again."""
+    existing = find_trial_run(mlflow, uri, parent_id, trial_id)
+    if existing is not None:
+        mlflow.update_run(existing, status="RUNNING")
+        set_tags(mlflow, existing, {STATUS_TAG: "running", **(tags or {})})
+        return existing
     run = mlflow.create_run(experiment_id(mlflow, uri), run_name=run_name, tags={
-        PARENT_TAG: parent_id, KIND_TAG: "trial", SEARCH_TAG: search, TRIAL_TAG: trial_id, STATUS_TAG: "running"})
+        PARENT_TAG: parent_id, KIND_TAG: "trial", SEARCH_TAG: search, TRIAL_TAG: trial_id, STATUS_TAG: "running",
+        **(tags or {})})
     items = [Param(k, str(v)) for k, v in sorted(params.items())]
     for start in range(0, len(items), PARAM_LIMIT):
         mlflow.log_batch(run.info.run_id, params=items[start:start + PARAM_LIMIT])
     return run.info.run_id
 
 
-def log_metrics(mlflow: MlflowClient, run_id: str, metrics: Mapping[str, Any], step: int) -> None:
+def log_metrics(mlflow: MlflowClient, run_id: str, metrics: Mapping[str, Any], step: int,
+                timestamp: int | None = None) -> None:
     """Numeric entries of ``metrics`` at ``step`` (the epoch), in one call."""
-    now = int(time.time() * 1000)
+    now = timestamp if timestamp is not None else int(time.time() * 1000)
     batch = [Metric(k, float(v), now, step) for k, v in metrics.items()
              if isinstance(v, int | float) and not isinstance(v, bool)]
     mlflow.log_batch(run_id, metrics=batch)
 
 
-def finish_run(mlflow: MlflowClient, run_id: str, status_text: str) -> None:
-    """Close a run with an MLflow status matching our status text."""
-    if status_text == "completed":
-        state = "FINISHED"
-    elif status_text.startswith("pruned"):
-        state = "KILLED"
-    else:
-        state = "FAILED"
-    mlflow.log_batch(run_id, tags=[RunTag(STATUS_TAG, status_text)])
-    mlflow.set_terminated(run_id, status=state)
+def set_tags(mlflow: MlflowClient, run_id: str, tags: Mapping[str, Any]) -> None:
+    mlflow.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+def finish_run(mlflow: MlflowClient, run_id: str, status: Status) -> None:
+    """Close a run: our status tag, and MLflow's terminal state that matches it."""
+    set_tags(mlflow, run_id, {STATUS_TAG: str(status)})
+    mlflow.set_terminated(run_id, status=status.mlflow_state)

@@ -1,15 +1,24 @@
 """The Ray Tune function every trial runs: config -> recipe -> one tune.report per epoch.
 
-Trials receive paths (data folder, cache folder, tracking URI), never pixels. A worker process
-keeps its opened frame stores between trials (Tune reuses actors), and the recipes' feature caches
-are memory-mapped files built once per node under a lock.
+Trials receive paths (data folder, cache folder, journal folder), never pixels. A worker process
+keeps its opened frame stores between trials (Tune reuses actors), and the recipes' caches are
+memory-mapped files built once per node under a lock. Everything a trial logs goes through its
+journal (search/journal.py): a tracking server's outage never stops a trial.
+
+How a trial ends: its last report says ``completed``, ``diverged at epoch N: ...`` or ``failed:
+...`` (an error in the trial's own code is reported, not raised: Tune would retry it, and it would
+fail the same way). Only a dead worker process reaches Tune as an error, and Tune retries that
+trial from its last checkpoint (``search: {max_failures: N}``).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import tempfile
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,15 +28,18 @@ import yaml
 from ray import tune
 from ray.tune import Checkpoint
 
-from lvseg.config import parse_config
+from lvseg.config import RecipeConfig, parse_config
 from lvseg.framestore import FrameStore, load_store
 from lvseg.recipes import get_recipe
 from lvseg.report import caveats
-from lvseg.train import BEST, LAST
+from lvseg.status import COMPLETED, RUNNING, Status, failed, failed_from
+from lvseg.train import BEST, LAST, RunResult
 from search import tracking
-from search.samplers import TRIAL_STATUS
+from search.journal import Journal
+from search.results import EPOCHS, STATUS, worst
 from search.space import TRIAL_NUMBER
 
+PID_TAG = "lvsearch.pid"  # the worker process that ran (or runs) the trial
 _STORES: dict[tuple[str, str], FrameStore] = {}  # per worker process, kept across reused trials
 
 
@@ -41,13 +53,18 @@ class TrialContext:
     allow_missing: bool
     tracking_uri: str
     parent_run_id: str
+    journal_dir: str
     metric: tuple[str, ...]
     mode: tuple[str, ...]
     searched: tuple[str, ...]   # names of the sampled params, for run names
     artifacts: bool = True
 
+    @property
+    def objectives(self) -> list[tuple[str, str]]:
+        return list(zip(self.metric, self.mode, strict=True))
 
-def open_store(context: TrialContext) -> FrameStore:
+
+def frame_store(context: TrialContext) -> FrameStore:
     key = (context.data_root, context.cache_dir)
     if key not in _STORES:
         _STORES[key] = load_store(context.data_root, context.cache_dir, context.allow_missing, progress=False)
@@ -64,15 +81,15 @@ def run_name(context: TrialContext, number: int, config: dict[str, Any]) -> str:
     return f"{context.search}-t{number:03d} {picked}".strip()
 
 
-class _Best:
+class Best:
     """Running best of each objective across epochs, logged as best_<metric>."""
 
-    def __init__(self, metrics: tuple[str, ...], modes: tuple[str, ...]) -> None:
-        self.pairs = list(zip(metrics, modes, strict=True))
+    def __init__(self, objectives: list[tuple[str, str]]) -> None:
+        self.objectives = objectives
         self.values: dict[str, float] = {}
 
     def update(self, metrics: dict[str, Any]) -> dict[str, float]:
-        for name, mode in self.pairs:
+        for name, mode in self.objectives:
             value, key = metrics.get(name), f"best_{name}"
             if isinstance(value, int | float) and not math.isnan(value):
                 old = self.values.get(key)
@@ -81,51 +98,115 @@ class _Best:
         return dict(self.values)
 
 
+Send = Callable[[dict[str, Any], Any], None]  # tune.report(metrics, checkpoint=...)
+
+
+class EpochReporter:
+    """The recipe's ``report`` callback in a trial: each epoch becomes one journal entry and one
+    Tune report.
+
+    - An epoch the journal already holds (a retried or resumed trial trains it again, to the same
+      numbers) is not logged twice.
+    - ``best_<metric>`` of every objective so far goes with each epoch.
+    - The last epoch's artifacts are logged *before* its report: a scheduler may stop the trial
+      the moment it reports its last epoch, and nothing after that report is sure to run.
+    - Every other epoch's report carries the work folder (last.pt, best.pt) as a Tune checkpoint,
+      so that a retried or resumed trial continues from its last epoch.
+    """
+
+    def __init__(self, key: str, epochs: int, best: Best, journal: Journal, send: Send, workdir: Path,
+                 artifacts: Callable[[], list[Path]], checkpoint: Callable[[Path], Any] = Checkpoint.from_directory
+                 ) -> None:
+        self.key, self.epochs, self.best, self.journal, self.send = key, epochs, best, journal, send
+        self.workdir, self.artifacts, self.checkpoint = workdir, artifacts, checkpoint
+        self.logged = journal.last_step(key)
+        self.epoch = 0
+
+    def __call__(self, metrics: dict[str, Any]) -> None:
+        self.epoch = int(metrics["epoch"])
+        final = self.epoch == self.epochs
+        bests = self.best.update(metrics)
+        if self.epoch > self.logged:
+            self.journal.metrics(self.key, {**metrics, **bests}, self.epoch)
+            self.logged = self.epoch
+        if final:
+            for path in self.artifacts():
+                self.journal.artifact(self.key, path)
+        self.journal.deliver()
+        saved = None if final or not (self.workdir / LAST).is_file() else self.checkpoint(self.workdir)
+        status = COMPLETED if final else RUNNING
+        self.send({**metrics, **bests, EPOCHS: self.epochs, STATUS: str(status)}, saved)
+
+
 def run_trial(config: dict[str, Any], context: TrialContext) -> None:
-    trial = tune.get_context()
-    store = open_store(context)
+    key = tune.get_context().get_trial_id()
+    journal = Journal(Path(context.journal_dir), key, context.tracking_uri, context.parent_run_id, context.search)
     config = dict(config)
     number = config.pop(TRIAL_NUMBER, 0)
-    train_config = parse_config(config, source=f"trial {trial.get_trial_name()}")
-    mlflow = tracking.client(context.tracking_uri)
-    run_id = tracking.start_trial_run(mlflow, context.tracking_uri, context.parent_run_id, context.search,
-                                      trial.get_trial_id(), run_name(context, number, config),
-                                      train_config.to_dict())
-    mlflow.set_tag(run_id, tracking.NODE_TAG, ray.util.get_node_ip_address())
-    best = _Best(context.metric, context.mode)
+    reporter: EpochReporter | None = None
     with tempfile.TemporaryDirectory(prefix="lvsearch-trial-") as tmp:
         workdir = Path(tmp)
-        resume = _restore(workdir)
-        for earlier in _earlier_history(workdir):
-            best.update(earlier)
-        # an epoch logged just before an interruption, but not in the Tune checkpoint the trial
-        # resumes from, is trained again (same seed, same numbers): log it once
-        logged = max((m.step for m in mlflow.get_metric_history(run_id, "epoch")), default=0)
+        try:
+            train_config = _open_run(config, number, context, journal, key)
+            resume = _restore(workdir)
+            reporter = _reporter(train_config, context, journal, key, workdir)
+            result = get_recipe(train_config.recipe)(train_config, frame_store(context), report=reporter,
+                                                     workdir=workdir, resume=resume)
+        except Exception as error:
+            journal.text(key, traceback.format_exc(), "error.txt")
+            epochs = reporter.epochs if reporter else 0
+            _end_early(context, journal, failed_from(error), reporter.epoch if reporter else 0, epochs)
+            return
+    _end_early(context, journal, _unfinished(result), len(result.history), reporter.epochs)
 
-        def report(metrics: dict[str, Any]) -> None:
-            final = metrics["epoch"] == train_config.epochs
-            bests = best.update(metrics)
-            if metrics["epoch"] > logged:
-                tracking.log_metrics(mlflow, run_id, {**metrics, **bests}, step=metrics["epoch"])
-            if final and context.artifacts:
-                # before the last tune.report: a scheduler may stop the trial the moment it reports
-                _log_artifacts(mlflow, run_id, train_config, store, context, workdir)
-            # the Trainer's last.pt/best.pt travel as a Tune checkpoint: a resumed search continues
-            # this trial from its last epoch instead of from scratch (a finished trial needs none)
-            checkpoint = Checkpoint.from_directory(workdir) if not final and (workdir / LAST).is_file() else None
-            tune.report({**metrics, **bests, "epochs": train_config.epochs, "mlflow_run_id": run_id,
-                         TRIAL_STATUS: "completed" if final else "running"}, checkpoint=checkpoint)
 
-        result = get_recipe(train_config.recipe)(train_config, store, report=report, workdir=workdir, resume=resume)
-        if result.status.startswith("diverged"):
-            worst = {m: (-math.inf if mode == "max" else math.inf)
-                     for m, mode in zip(context.metric, context.mode, strict=True)}
-            tune.report({**worst, "epoch": len(result.history), "epochs": train_config.epochs,
-                         TRIAL_STATUS: "diverged", "status_text": result.status, "mlflow_run_id": run_id})
+def _open_run(config: dict[str, Any], number: int, context: TrialContext, journal: Journal,
+              key: str) -> RecipeConfig:
+    """Validate the trial's config and open its child run (params, node, process, config.yaml)."""
+    train_config = parse_config(config, source=f"trial {key}")
+    journal.start_run(key, run_name(context, number, config), train_config.to_dict(),
+                      {tracking.NODE_TAG: ray.util.get_node_ip_address(), PID_TAG: str(os.getpid())})
+    resolved = {**train_config.to_dict(), "data": context.data_root}  # what `lvsearch export` writes
+    journal.text(key, yaml.safe_dump(resolved, sort_keys=False), "config.yaml")
+    journal.deliver()
+    return train_config
+
+
+def _reporter(config: RecipeConfig, context: TrialContext, journal: Journal, key: str, workdir: Path) -> EpochReporter:
+    best = Best(context.objectives)
+    for earlier in _earlier_history(workdir):
+        best.update(earlier)
+    recipe = get_recipe(config.recipe)
+
+    def artifacts() -> list[Path]:
+        if not context.artifacts:
+            return []
+        store = frame_store(context)
+        title = f"{context.search} - {'; '.join(caveats(config, store)) or 'EchoNet-Dynamic'} (val)"
+        return recipe.artifacts(config, store, workdir, title)
+
+    return EpochReporter(key, config.epochs, best, journal, lambda m, c: tune.report(m, checkpoint=c), workdir,
+                         artifacts)
+
+
+def _unfinished(result: RunResult) -> Status | None:
+    """How a recipe's run ended if not by its last report: diverged, or stopped because our own
+    report callback raised (a bug or a full disk, not the scheduler: that one exits the thread)."""
+    if result.status.kind == "stopped":
+        return failed(f"report at epoch {result.status.epoch} failed: {result.status.reason}")
+    return result.status if result.status.kind in ("diverged", "failed") else None
+
+
+def _end_early(context: TrialContext, journal: Journal, status: Status | None, epoch: int, epochs: int) -> None:
+    """Tell Tune (and so the driver and the sampler) about a trial that ends without a last epoch."""
+    if status is None:
+        return
+    journal.deliver()
+    tune.report({**worst(context.objectives), "epoch": epoch, EPOCHS: epochs, STATUS: str(status)})
 
 
 def _restore(workdir: Path) -> bool:
-    """Copy the trial's Tune checkpoint (if it is being resumed) into its work folder."""
+    """Copy the trial's Tune checkpoint (if it is being resumed or retried) into its work folder."""
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         return False
@@ -142,13 +223,3 @@ def _earlier_history(workdir: Path) -> list[dict[str, Any]]:
     import torch
 
     return list(torch.load(workdir / LAST, map_location="cpu", weights_only=True)["history"])
-
-
-def _log_artifacts(mlflow, run_id: str, config, store: FrameStore, context: TrialContext, workdir: Path) -> None:
-    """The fully resolved config (what `lvsearch export` hands to `lvseg train`) and the recipe's
-    pictures (validation overlay; for SAM also the Dice histogram)."""
-    resolved = {**config.to_dict(), "data": context.data_root}
-    mlflow.log_text(run_id, yaml.safe_dump(resolved, sort_keys=False), "config.yaml")
-    title = f"{context.search} - {'; '.join(caveats(config, store)) or 'EchoNet-Dynamic'} (val)"
-    for path in get_recipe(config.recipe).artifacts(config, store, workdir, title):
-        mlflow.log_artifact(run_id, str(path))

@@ -63,3 +63,15 @@ def test_a_cold_cache_runs_the_backbone_once_per_batch_of_frames(small_store, tm
 def test_missing_model_is_an_error_before_any_work(small_store, tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="dinov2-nothere"):
         load_features(small_store, str(tmp_path / "dinov2-nothere"), 224, 1)
+
+
+def test_a_truncated_feature_cache_is_rebuilt(small_store, caplog) -> None:
+    features = load_features(small_store, "tiny", 112, 1, progress=False)
+    expected = np.array(features)
+    values = feature_path("tiny", 112, 1, small_store) / "values.npy"
+    with values.open("r+b") as handle:
+        handle.truncate(values.stat().st_size - 100)
+    with caplog.at_level("WARNING"):
+        again = load_features(small_store, "tiny", 112, 1, progress=False)
+    assert f"{values} has" in caplog.text
+    np.testing.assert_array_equal(np.array(again), expected)

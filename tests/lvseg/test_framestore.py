@@ -136,3 +136,16 @@ def test_info_records_source_and_build(synthetic_root: Path, cache_dir: Path) ->
     store = load_store(synthetic_root, cache_dir, progress=False)
     info = json.loads((store.path / "info.json").read_text())
     assert info["root"] == str(synthetic_root.resolve()) and info["build_seconds"] > 0
+
+
+def test_a_truncated_store_is_rebuilt_with_a_warning_naming_the_file(synthetic_root: Path, cache_dir: Path,
+                                                                     caplog) -> None:
+    store = load_store(synthetic_root, cache_dir, progress=False)
+    expected = np.array(store.images)
+    images = store.path / "images.npy"
+    with images.open("r+b") as handle:
+        handle.truncate(images.stat().st_size // 2)
+    with caplog.at_level("WARNING"):
+        again = load_store(synthetic_root, cache_dir, progress=False)
+    assert f"{images} has" in caplog.text and "rebuilding" in caplog.text
+    np.testing.assert_array_equal(np.array(again.images), expected)

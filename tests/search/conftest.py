@@ -18,7 +18,7 @@ def ray_local(tmp_path_factory: pytest.TempPathFactory):
     """Start Ray the way `lvsearch` does locally; yields the listening sockets Ray opened."""
     import ray
 
-    from search.runner import init_ray
+    from search.prepare import init_ray
 
     if ray.is_initialized():
         ray.shutdown()

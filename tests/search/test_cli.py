@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from search import tracking
 from search.cli import main
 
 
@@ -21,6 +22,7 @@ def _free_port() -> int:
 def test_ui_serves_the_store_on_loopback_only(tmp_path: Path) -> None:
     port = _free_port()
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    tracking.experiment_id(tracking.client(uri), uri)  # a store where a search ran
     server = subprocess.Popen([str(Path(sys.executable).parent / "lvsearch"), "ui", "--port", str(port),
                                "--tracking-uri", uri], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -52,3 +54,12 @@ def test_a_bad_space_is_one_error_naming_file_and_field(tmp_path: Path, capsys: 
 def test_resume_of_an_unknown_search_says_where_it_looked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["resume", "nothing", "--storage", str(tmp_path)]) == 2
     assert f"no search 'nothing' under {tmp_path}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["list"], ["export", "s", "--out", "x.yaml"], ["ui"]])
+def test_read_only_commands_create_no_store(command: list[str], tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    uri = f"sqlite:///{tmp_path / 'sub' / 'mlruns.db'}"
+    assert main([*command, "--tracking-uri", uri]) == 2
+    assert f"no tracking store at {uri}" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # neither the database nor its folder

@@ -95,7 +95,7 @@ def test_export_then_lvseg_train_reproduces_the_trial_dice(search: dict, capsys)
     assert lvseg_main(["train", str(best), "--out", str(out), "--cache-dir", str(search["cache"])]) == 0
     retrained = json.loads((out / "metrics.json").read_text())
     trial = search["summary"]["rows"][0]
-    assert trial["status"] == "completed"
+    assert trial["status"].kind == "completed"
     assert retrained["val_dice"] == pytest.approx(trial["score"], abs=1e-6)
 
 
@@ -137,11 +137,14 @@ def test_an_interrupted_search_resumes_without_duplicate_runs(ray_local, synthet
         while log.read_text().count(" completed\n") < 2 and run.poll() is None and time.monotonic() < deadline:
             time.sleep(0.5)
         run.send_signal(signal.SIGINT)  # Ctrl-C
-        run.wait(120)
+        assert run.wait(120) == 130
     assert "`lvsearch resume cut` continues it" in log.read_text(), log.read_text()[-2000:]
-    summary = resume_search("cut", tmp_path / "runs")
-    assert summary["counts"] == {"completed": 5} and not summary["interrupted"]
     mlflow = tracking.client(uri)
+    parent = tracking.find_search_run(mlflow, uri, "cut")
+    assert parent.info.status == "KILLED" and parent.data.tags[tracking.STATUS_TAG] == "interrupted"
+    assert "RUNNING" not in {c.info.status for c in tracking.trial_runs(mlflow, uri, parent.info.run_id)}
+    summary = resume_search("cut", tmp_path / "runs")
+    assert summary["counts"] == {"completed": 5} and summary["exit_code"] == 0
     parent = tracking.find_search_run(mlflow, uri, "cut")
     assert parent.info.status == "FINISHED"
     children = tracking.trial_runs(mlflow, uri, parent.info.run_id)

@@ -4,7 +4,7 @@ import optuna
 import pytest
 from ray.tune.schedulers import TrialScheduler
 
-from search.samplers import PruneAwareOptunaSearch, build_sampler, build_scheduler, tell_quietly, was_pruned
+from search.samplers import PruneAwareOptunaSearch, build_sampler, build_scheduler, tell_quietly
 from search.space import SAMPLERS, SCHEDULERS, parse_space
 
 
@@ -57,25 +57,20 @@ def _searcher() -> PruneAwareOptunaSearch:
 
 
 def _result(epoch: int, status: str, dice: float = 0.5) -> dict:
-    return {"val_dice": dice, "epoch": epoch, "epochs": 4, "trial_status": status, "training_iteration": epoch}
+    return {"val_dice": dice, "epoch": epoch, "epochs": 4, "status": status, "training_iteration": epoch}
 
 
 def test_stopped_trials_reach_optuna_as_pruned_not_complete() -> None:
     searcher = _searcher()
-    for trial_id in ("stopped", "finished", "diverged", "crashed"):
+    for trial_id in ("stopped", "finished", "diverged", "failed", "crashed"):
         searcher.suggest(trial_id)
     searcher.on_trial_result("stopped", _result(1, "running", 0.2))
     searcher.on_trial_complete("stopped", _result(1, "running", 0.2))
     searcher.on_trial_result("finished", _result(4, "completed", 0.8))
     searcher.on_trial_complete("finished", _result(4, "completed", 0.8))
-    searcher.on_trial_complete("diverged", {"val_dice": float("-inf"), "epoch": 0, "epochs": 4,
-                                            "trial_status": "diverged"})
+    searcher.on_trial_complete("diverged", _result(2, "diverged at epoch 2: non-finite bce loss", float("-inf")))
+    searcher.on_trial_complete("failed", _result(0, "failed: ValueError: x", float("-inf")))
     searcher.on_trial_complete("crashed", None, error=True)
     states = [t.state.name for t in searcher._ot_study.get_trials(deepcopy=False)]
-    assert states == ["PRUNED", "COMPLETE", "FAIL", "FAIL"]
+    assert states == ["PRUNED", "COMPLETE", "FAIL", "FAIL", "FAIL"]
     assert searcher._ot_study.best_value == 0.8
-
-
-def test_was_pruned() -> None:
-    assert was_pruned(_result(2, "running")) and not was_pruned(_result(4, "completed"))
-    assert not was_pruned({"trial_status": "diverged", "epoch": 1, "epochs": 4}) and not was_pruned(None)

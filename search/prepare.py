@@ -1,0 +1,151 @@
+"""Everything about a search that can be known before anything starts.
+
+The name is free, the tracking store answers, the data folder and its frame store open, every
+cache the space can ask for is built, Ray is up and some node can hold a trial. A failure here
+leaves no MLflow run and no search folder behind (`lvsearch run` exits 2), so the same command can
+simply be run again; caches already built are kept.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lvseg.embeddings import load_embeddings
+from lvseg.features import load_features
+from lvseg.framestore import FrameStore, default_cache_dir, load_store
+from search import tracking
+from search.space import SearchSpace
+from search.state import default_storage
+
+
+class ResourceError(ValueError):
+    """No node of the cluster can hold one trial, and nothing can add one."""
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A search ready to start: its inputs checked, its caches warm, Ray up."""
+
+    space: SearchSpace
+    name: str
+    root: str
+    uri: str
+    storage: Path
+    cache_dir: str
+    samples: int
+    allow_missing: bool
+    data_hash: str
+    skipped: dict[str, str] = field(default_factory=dict)  # video -> why it is not in the store
+
+
+def prepare(space: SearchSpace, data: str | None = None, name: str | None = None, samples: int | None = None,
+            tracking_uri: str | None = None, storage: Path | None = None, address: str | None = None,
+            cache_dir: Path | None = None, allow_missing: bool = False) -> Prepared:
+    storage = (storage or default_storage()).resolve()
+    name = name or f"{Path(space.source).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if (storage / name).exists():
+        raise FileExistsError(f"a search named {name!r} exists under {storage}: `lvsearch resume {name}` "
+                              f"continues it; pick another --name for a new one")
+    root = data or space.data
+    if root is None:
+        raise ValueError(f"{space.source}: no data folder: pass --data ROOT or set `data:` in the space")
+    uri = tracking_uri or tracking.default_tracking_uri()
+    tracking.experiment_id(tracking.open_store(uri, create=True), uri)
+    cache = str(Path(cache_dir or default_cache_dir()).resolve())
+    store = load_store(root, cache, allow_missing)
+    warm_caches(space, store)
+    init_ray(address)
+    check_resources(space, local=address is None)
+    return Prepared(space, name, str(Path(root).resolve()), uri, storage, cache, _samples(space, samples),
+                    allow_missing, store.hash, store.excluded)
+
+
+def _samples(space: SearchSpace, samples: int | None) -> int:
+    samples = samples or space.search["samples"]
+    if space.search["sampler"] == "grid" and samples > space.grid_size:
+        print(f"grid sampler: {space.grid_size} grid points, so {space.grid_size} trials instead of {samples}")
+        return space.grid_size
+    return samples
+
+
+def warm_caches(space: SearchSpace, store: FrameStore) -> None:
+    """Build every feature cache (probe) or embedding cache (SAM) the space can ask for, once,
+    here, with progress bars, before any trial starts."""
+    if space.recipe not in ("dinov2_probe", "sam_prompts"):
+        return
+    from lvseg.config import CONFIGS
+
+    defaults = CONFIGS[space.recipe]
+
+    def options(key: str) -> list[Any] | None:
+        if key in space.fixed:
+            return [space.fixed[key]]
+        param = next((p for p in space.params if p.name == key), None)
+        if param is None:
+            return [getattr(defaults, key)]
+        return list(param.values) if param.type == "choice" else None
+
+    keys = ("backbone", "image_size", "layers") if space.recipe == "dinov2_probe" else ("model", "checkpoint")
+    combos = [options(k) for k in keys]
+    if any(c is None for c in combos):
+        return  # a continuous knob: each node builds what its trials ask for, under the lock
+    for combo in itertools.product(*combos):
+        if space.recipe == "dinov2_probe":
+            load_features(store, *combo)
+        else:
+            load_embeddings(store, *combo)
+
+
+def init_ray(address: str | None, temp_dir: str | None = None) -> None:
+    """Join ``address``, or start a local Ray sized to this machine with every service on loopback."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, logging_level="WARNING")
+        return
+    # A local Ray listens on 127.0.0.1 only with RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (without it,
+    # it binds the host's external address; `_node_ip_address` alone does not help). Ray reads it
+    # when imported, so the already-imported constant is switched too; child processes inherit
+    # the variable. Only here: a cluster driver must advertise its real address.
+    from ray._private import ray_constants
+
+    os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, dashboard_host="127.0.0.1",
+             logging_level="WARNING", configure_logging=True, _temp_dir=temp_dir)
+
+
+def check_resources(space: SearchSpace, local: bool) -> None:
+    """Some live node must hold one trial's CPUs and GPUs; otherwise Tune would wait forever
+    ("No available node types can fulfill..."). On a cluster whose autoscaler can add nodes, a
+    request no node fits yet is allowed, with a notice."""
+    import ray
+
+    need = {"CPU": float(space.resources["cpu"]), "GPU": float(space.resources["gpu"])}
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    if any(all(node.get(k, 0.0) >= v for k, v in need.items()) for node in nodes):
+        return
+    largest = ", ".join(f"{k.lower()} {max((n.get(k, 0.0) for n in nodes), default=0):g}" for k in need)
+    asked = f"cpu {need['CPU']:g}, gpu {need['GPU']:g}"
+    if not local and _autoscaler_running():
+        print(f"notice: no node can hold a trial ({asked}) yet; waiting for the autoscaler to add one")
+        return
+    raise ResourceError(f"{space.source}: resources: a trial asks for {asked}, but the largest of the "
+                        f"{len(nodes)} Ray node(s) has {largest} and no autoscaler can add one")
+
+
+def _autoscaler_running() -> bool:
+    from ray._private import ray_constants
+    from ray.experimental import internal_kv
+
+    try:
+        return internal_kv._internal_kv_get(ray_constants.DEBUG_AUTOSCALING_STATUS) is not None
+    except Exception:  # an older or newer Ray without that key: assume none rather than hang
+        return False

@@ -1,0 +1,74 @@
+"""A search read back from MLflow: its trials ranked, counted by how they ended, as a table; and
+the parent run's closing numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lvseg.status import COMPLETED, KINDS, Status, failed
+from search import tracking
+from search.export import ranked_trials, run_status
+from search.journal import SEARCH, Journal
+from search.space import SearchSpace
+from search.state import SearchState
+
+TRACKING_WAIT_S = 60.0  # at the end of a search, how long to wait for a tracking store that is down
+
+
+def summarise(space: SearchSpace, state: SearchState) -> dict[str, Any]:
+    """Every trial of the search, best first (name, status, score, searched params), and how many
+    ended each way."""
+    rows = ranked_trials(state.tracking_uri, state.parent_run_id, space.metric[0], space.mode[0],
+                         [p.name for p in space.params])
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["status"].kind] = counts.get(row["status"].kind, 0) + 1
+    return {"name": state.name, "metric": space.metric[0], "rows": rows, "counts": counts}
+
+
+def counts_metrics(counts: dict[str, int]) -> dict[str, float]:
+    """``trials_<kind>`` for every kind, zeros included, so that a later ending overwrites all."""
+    return {f"trials_{kind}": float(counts.get(kind, 0)) for kind in KINDS}
+
+
+def remaining(mlflow: Any, state: SearchState) -> tuple[int, int]:
+    """(trials that have ended, trials the search plans)."""
+    runs = tracking.trial_runs(mlflow, state.tracking_uri, state.parent_run_id)
+    ended = sum(run_status(run).kind not in ("running", "interrupted") for run in runs)
+    return ended, state.samples
+
+
+def format_table(summary: dict[str, Any], limit: int = 20) -> str:
+    rows = summary["rows"][:limit]
+    optuna = ", ".join(f"{v} {k}" for k, v in sorted(summary.get("optuna", {}).items()))
+    lines = [f"search {summary['name']}: " + ", ".join(f"{v} {k}" for k, v in sorted(summary["counts"].items()))
+             + (f" (Optuna study: {optuna})" if optuna else ""),
+             f"{'rank':>4}  {'best ' + summary['metric']:>16}  {'status':<22} trial (completed trials rank first)"]
+    for rank, row in enumerate(rows, 1):
+        score = "-" if row["score"] is None else f"{row['score']:.4f}"
+        lines.append(f"{rank:>4}  {score:>16}  {str(row['status'])[:22]:<22} {row['name']}")
+    return "\n".join(lines)
+
+
+def trials_status(summary: dict[str, Any]) -> Status:
+    """A search that ran to its end: completed, or failed if any trial failed with an error."""
+    bad = [row for row in summary["rows"] if row["status"].kind == "failed"]
+    if bad:
+        return failed(f"{len(bad)} of {len(summary['rows'])} trials failed, e.g. {bad[0]['name']}: "
+                      f"{bad[0]['status'].reason}")
+    return COMPLETED
+
+
+def close_parent(state: SearchState, storage: Path, summary: dict[str, Any], status: Status) -> int:
+    """Counts (rewritten at every ending, zeros included, so a resume leaves nothing stale), the
+    best trial, and the terminal state, through the search's journal. Returns what still waits."""
+    journal = Journal(state.journal_dir(storage), SEARCH, state.tracking_uri, state.parent_run_id, state.name)
+    metrics = counts_metrics(summary["counts"])
+    best = summary["rows"][0] if summary["rows"] and summary["rows"][0]["status"].kind == "completed" else None
+    if best is not None:
+        metrics[f"best_{summary['metric']}"] = best["score"]
+        journal.tags(SEARCH, {"best_trial_run_id": best["run_id"], "best_trial": best["name"]})
+    journal.metrics(SEARCH, metrics, step=0)
+    journal.end(SEARCH, status)
+    return journal.deliver_within(TRACKING_WAIT_S)
