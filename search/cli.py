@@ -30,10 +30,11 @@ from pathlib import Path
 
 from lvseg.config import ConfigError
 from search.interrupts import Interrupted, Interrupts
+from search.prepare import NotStarted
 from search.space import SpaceError
 
 NOTHING_STARTED = 2
-ERRORS = (FileNotFoundError, FileExistsError, LookupError, SpaceError, ConfigError, ValueError, ConnectionError)
+ERRORS = (OSError, LookupError, SpaceError, ConfigError, ValueError)  # bad input: one line, exit 2
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -172,8 +173,10 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + signum
     except Exception as error:
         log = _write_traceback()
-        print(f"lvsearch {args.command}: error: {type(error).__name__}: {error} (traceback in {log})", file=sys.stderr)
-        return 1
+        started = not isinstance(error, NotStarted)
+        print(f"lvsearch {args.command}: error: {error if not started else f'{type(error).__name__}: {error}'} "
+              f"(traceback in {log}){'' if started else '; nothing was started'}", file=sys.stderr)
+        return 1 if started else NOTHING_STARTED
     finally:
         interrupts.restore()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +23,15 @@ from search import tracking
 from search.space import SearchSpace
 from search.state import default_storage
 
+CONNECT_TIMEOUT_S = 5.0
+
 
 class ResourceError(ValueError):
     """No node of the cluster can hold one trial, and nothing can add one."""
+
+
+class NotStarted(Exception):
+    """An unexpected error before the search started (its cause has the traceback)."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,19 @@ class Prepared:
 def prepare(space: SearchSpace, data: str | None = None, name: str | None = None, samples: int | None = None,
             tracking_uri: str | None = None, storage: Path | None = None, address: str | None = None,
             cache_dir: Path | None = None, allow_missing: bool = False) -> Prepared:
+    """Check everything, in order of cost. Expected problems raise their own error types (bad
+    input: ValueError, FileNotFoundError, ConnectionError, ...); anything else is wrapped in
+    NotStarted, so that the caller knows nothing started either way."""
+    try:
+        return _prepare(space, data, name, samples, tracking_uri, storage, address, cache_dir, allow_missing)
+    except (ValueError, OSError, LookupError):
+        raise
+    except Exception as error:
+        raise NotStarted(tracking.first_line(error)) from error
+
+
+def _prepare(space: SearchSpace, data: str | None, name: str | None, samples: int | None, tracking_uri: str | None,
+             storage: Path | None, address: str | None, cache_dir: Path | None, allow_missing: bool) -> Prepared:
     storage = (storage or default_storage()).resolve()
     name = name or f"{Path(space.source).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     if (storage / name).exists():
@@ -108,6 +128,7 @@ def init_ray(address: str | None, temp_dir: str | None = None) -> None:
     if ray.is_initialized():
         return
     if address:
+        _probe_cluster(address)
         ray.init(address=address, logging_level="WARNING")
         return
     # A local Ray listens on 127.0.0.1 only with RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (without it,
@@ -120,6 +141,17 @@ def init_ray(address: str | None, temp_dir: str | None = None) -> None:
     ray_constants.ENABLE_RAY_CLUSTER = False
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, dashboard_host="127.0.0.1",
              logging_level="WARNING", configure_logging=True, _temp_dir=temp_dir)
+
+
+def _probe_cluster(address: str) -> None:
+    """A HOST:PORT that does not answer fails here in seconds (``ray.init`` retries for minutes)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto" and friends: Ray finds (or refuses) the cluster itself, quickly
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as error:
+        raise ConnectionError(f"no Ray cluster answers at {address}: {error}") from None
 
 
 def check_resources(space: SearchSpace, local: bool) -> None:

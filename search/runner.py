@@ -22,14 +22,17 @@ import yaml
 from lvseg.status import INTERRUPTED, Status, failed, failed_from
 from search import tracking
 from search.callbacks import ProgressCallback, TrackingCallback
+from search.export import driver_alive, run_status
 from search.interrupts import Interrupts
 from search.journal import SEARCH, Journal, journals
 from search.prepare import Prepared, check_resources, init_ray, prepare
 from search.samplers import PruneAwareOptunaSearch, build_sampler, build_scheduler
 from search.space import SearchSpace, parse_space
 from search.state import LOG_FILE, SearchState, default_storage
-from search.summary import TRACKING_WAIT_S, close_parent, format_table, remaining, summarise, trials_status
+from search.summary import close_parent, format_table, remaining, summarise, tracking_wait_s, trials_status
 from search.trainable import TrialContext, run_trial
+
+ORPHANED = "its driver was killed"
 
 
 def run_search(space: SearchSpace, data: str | None = None, name: str | None = None, samples: int | None = None,
@@ -78,22 +81,32 @@ def _driver() -> str:
 
 def resume_search(name: str, storage: Path | None = None, address: str | None = None,
                   interrupts: Interrupts | None = None) -> dict[str, Any]:
-    """Continue an interrupted search: unfinished and errored trials resume, their MLflow runs too."""
+    """Continue an interrupted search (Ctrl-C, SIGTERM, a killed driver or machine): unfinished
+    and errored trials resume from their checkpoints, in their MLflow runs."""
     interrupts = interrupts or Interrupts()
     storage = (storage or default_storage()).resolve()
     state = SearchState.load(storage, name)
     space = parse_space(yaml.safe_load(state.space_text), state.space_file, state.space_text)
     mlflow = tracking.open_store(state.tracking_uri)
+    parent = mlflow.get_run(state.parent_run_id)
+    if run_status(parent).kind == "running" and driver_alive(parent):
+        raise ValueError(f"search {name} is still running (driver {parent.data.tags.get(tracking.DRIVER_TAG)})")
     ended, planned = remaining(mlflow, state)
-    print(f"search {name}: {ended} of {planned} trials have ended; resuming the other {planned - ended}", flush=True)
+    if run_status(parent).kind == "completed" and ended >= planned:
+        print(f"search {name} ran to its end: nothing to resume")
+        return {"name": name, "status": run_status(parent), "exit_code": 0, "rows": [], "counts": {}}
+    print(f"search {name} was interrupted: {planned - ended} of {planned} trials remain; resuming them", flush=True)
     init_ray(address)
     check_resources(space, local=address is None)
     mlflow.update_run(state.parent_run_id, status="RUNNING")
     tracking.set_tags(mlflow, state.parent_run_id, {tracking.STATUS_TAG: "running", tracking.DRIVER_TAG: _driver()})
-    return _execute(space, state, storage, interrupts, restore=True)
+    return _execute(space, state, storage, interrupts, restore=True, samples=planned - ended)
 
 
-def _tuner(space: SearchSpace, state: SearchState, storage: Path, callback: TrackingCallback, restore: bool):
+def _tuner(space: SearchSpace, state: SearchState, storage: Path, callback: TrackingCallback, restore: bool,
+           samples: int):
+    """A Tuner for the search: restored from its saved state when resuming (a search whose
+    driver died before Tune saved any gets a fresh one for the ``samples`` trials left)."""
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
@@ -115,7 +128,7 @@ def _tuner(space: SearchSpace, state: SearchState, storage: Path, callback: Trac
                                       sampler=build_sampler(space))
     tune_config = tune.TuneConfig(
         search_alg=ConcurrencyLimiter(searcher, max_concurrent=space.search["concurrency"]),
-        scheduler=build_scheduler(space), num_samples=state.samples, reuse_actors=True,
+        scheduler=build_scheduler(space), num_samples=samples, reuse_actors=True,
         time_budget_s=space.search["time_budget_s"], metric=space.metric[0], mode=space.mode[0])
     run_config = tune.RunConfig(
         name=state.name, storage_path=str(storage), verbose=0,
@@ -126,13 +139,13 @@ def _tuner(space: SearchSpace, state: SearchState, storage: Path, callback: Trac
 
 
 def _execute(space: SearchSpace, state: SearchState, storage: Path, interrupts: Interrupts,
-             restore: bool) -> dict[str, Any]:
+             restore: bool, samples: int | None = None) -> dict[str, Any]:
     """Run the Tuner; then, however it stopped, end the search (:func:`_end`)."""
     callback = TrackingCallback(state.journal_dir(storage), state.tracking_uri, state.parent_run_id, state.name)
     interrupts.install()  # again: ray.init replaced our SIGTERM handler with its own
     searcher, error = None, None
     try:
-        tuner, searcher = _tuner(space, state, storage, callback, restore)
+        tuner, searcher = _tuner(space, state, storage, callback, restore, samples or state.samples)
         tuner.fit()
     except KeyboardInterrupt:
         pass  # a second Ctrl-C, or one outside fit: interrupts.signum says which
@@ -156,6 +169,7 @@ def _end(space: SearchSpace, state: SearchState, storage: Path, callback: Tracki
     if waiting:
         ending = INTERRUPTED if interrupts.signum is not None else (failed_from(error) if error else None)
         return _tracking_down(space, state, storage, waiting, interrupts, ending)
+    _close_orphans(state, callback)
     summary = summarise(space, state)
     if searcher is not None:  # what the Optuna study saw: pruned trials must be PRUNED, not COMPLETE
         trials = searcher._ot_study.get_trials(deepcopy=False)
@@ -168,10 +182,20 @@ def _end(space: SearchSpace, state: SearchState, storage: Path, callback: Tracki
     return summary
 
 
+def _close_orphans(state: SearchState, callback: TrackingCallback) -> None:
+    """Child runs still RUNNING that this driver never started belong to trials of a driver that
+    was killed (SIGKILL, a lost machine): Tune may not have saved them before it died, so they
+    may never run again; they end as interrupted, saying why."""
+    mlflow = tracking.client(state.tracking_uri)
+    for run in tracking.trial_runs(mlflow, state.tracking_uri, state.parent_run_id):
+        if run.info.status == "RUNNING" and run.data.tags.get(tracking.TRIAL_TAG) not in callback.started:
+            tracking.finish_run(mlflow, run.info.run_id, Status("interrupted", reason=ORPHANED))
+
+
 def _deliver(pending: list[Journal]) -> int:
-    """Deliver every trial journal, waiting up to TRACKING_WAIT_S for a store that is down;
+    """Deliver every trial journal, waiting up to tracking_wait_s() for a store that is down;
     returns how many operations still wait."""
-    deadline = time.monotonic() + TRACKING_WAIT_S
+    deadline = time.monotonic() + tracking_wait_s()
     waiting = 0
     for journal in pending:
         waiting += journal.deliver_within(max(0.0, deadline - time.monotonic()))

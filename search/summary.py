@@ -3,6 +3,7 @@ the parent run's closing numbers."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,14 @@ from search.journal import SEARCH, Journal
 from search.space import SearchSpace
 from search.state import SearchState
 
-TRACKING_WAIT_S = 60.0  # at the end of a search, how long to wait for a tracking store that is down
+WAIT_ENV = "LVSEARCH_TRACKING_WAIT_S"
+WAIT_DEFAULT_S = 60.0  # at the end of a search, how long to wait for a tracking store that is down
+
+
+def tracking_wait_s() -> float:
+    """``$LVSEARCH_TRACKING_WAIT_S``, else 60 s: how long a search's ending waits for its tracking
+    store before leaving the rest to `lvsearch sync`."""
+    return float(os.environ.get(WAIT_ENV) or WAIT_DEFAULT_S)
 
 
 def summarise(space: SearchSpace, state: SearchState) -> dict[str, Any]:
@@ -71,4 +79,4 @@ def close_parent(state: SearchState, storage: Path, summary: dict[str, Any], sta
         journal.tags(SEARCH, {"best_trial_run_id": best["run_id"], "best_trial": best["name"]})
     journal.metrics(SEARCH, metrics, step=0)
     journal.end(SEARCH, status)
-    return journal.deliver_within(TRACKING_WAIT_S)
+    return journal.deliver_within(tracking_wait_s())
