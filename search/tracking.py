@@ -21,6 +21,9 @@ from mlflow.tracking import MlflowClient
 
 from lvseg.status import Status
 
+# MLflow prints "View run ... at: URL" on every run it ends on a server: one line per trial of noise
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
 EXPERIMENT = "lvsearch"
 KIND_TAG = "lvsearch.kind"            # "search" on parent runs, "trial" on child runs
 SEARCH_TAG = "lvsearch.search"        # the search's name, on both
@@ -44,8 +47,11 @@ class TrackingUnavailable(ConnectionError):
 
 
 def first_line(error: BaseException) -> str:
-    """The first line of an error's message, with its type: what one console line can carry."""
-    lines = str(error).strip().splitlines()
+    """What one console line can carry of an error: its type and first line; for an error that
+    wraps a traceback in its message (Tune's TuneError), that traceback's last line."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    if lines and lines[0].startswith("Traceback (most recent call last)"):
+        return lines[-1]
     return f"{type(error).__name__}: {lines[0] if lines else ''}".strip()
 
 

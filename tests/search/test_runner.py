@@ -171,3 +171,41 @@ def test_the_demo_sam_space_logs_a_child_run_per_strategy(ray_local, synthetic_r
         assert {a.path for a in mlflow.list_artifacts(child.info.run_id)} >= {"config.yaml", "overlay.png",
                                                                             "dice_histogram.png"}
         assert "whole_heart_fraction" in child.data.metrics
+
+
+def test_an_error_in_the_driver_ends_every_run_and_exits_1(ray_local, synthetic_root: Path, tmp_path: Path,
+                                                           monkeypatch) -> None:
+    from search.callbacks import ProgressCallback
+
+    def broken(self, iteration, trials, trial, result, **info):
+        raise RuntimeError("the driver broke")  # a real exception inside Tuner.fit, on the driver
+
+    monkeypatch.setattr(ProgressCallback, "on_trial_result", broken)
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    space = parse_space({**SPACE, "search": {**SPACE["search"], "scheduler": "fifo"}}, "s.yaml")
+    summary = run_search(space, str(synthetic_root), "broken", tracking_uri=uri, storage=tmp_path / "runs",
+                         cache_dir=tmp_path / "cache")
+    assert summary["exit_code"] == 1 and summary["status"].kind == "failed"
+    assert "RuntimeError: the driver broke" in summary["status"].reason
+    log = tmp_path / "runs" / "broken" / "lvsearch.log"
+    assert str(log) in summary["status"].reason and "Traceback" in log.read_text()
+    mlflow = tracking.client(uri)
+    parent = tracking.find_search_run(mlflow, uri, "broken")
+    assert parent.info.status == "FAILED"
+    assert all(c.info.status != "RUNNING" for c in tracking.trial_runs(mlflow, uri, parent.info.run_id))
+
+
+def test_the_demo_fails_when_a_demo_search_fails(ray_local, tmp_path: Path, monkeypatch, capsys) -> None:
+    from search import demo
+
+    spaces = tmp_path / "spaces"
+    spaces.mkdir()
+    failing = {**SPACE, "recipe": "baseline", "params": {"lr": SPACE["params"]["lr"]},
+               "fixed": {"model": "tiny", "epochs": 1, "backbone_weights": str(tmp_path / "missing.pt")},
+               "search": {"sampler": "random", "scheduler": "fifo", "samples": 1, "concurrency": 1}}
+    (spaces / "baseline.yaml").write_text(yaml.safe_dump(failing))
+    monkeypatch.setattr(demo, "DEMO_SPACES", spaces)
+    monkeypatch.setattr(demo, "DEMO_VIDEOS", 8)
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    assert demo.run_demo(tmp_path / "out", uri, tmp_path / "runs") == 1
+    assert "did not run to its end (failed: 1 of 1 trials failed" in capsys.readouterr().out
