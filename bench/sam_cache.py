@@ -32,7 +32,7 @@ class EncoderPerFrame:
     """Embeddings computed on access, one encoder pass per frame: no cache."""
 
     def __init__(self, config, data) -> None:
-        self.sam, self.images = build_sam(config.model), data.images
+        self.sam, self.images = build_sam(config.model, None), data.images
 
     def __getitem__(self, key: tuple[int, int]) -> np.ndarray:
         video, phase = key

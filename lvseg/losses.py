@@ -1,18 +1,22 @@
-"""Segmentation losses by name. Each takes logits (B, C, H, W) with C = ``channels(name)`` and a
-float target (B, H, W) in {0, 1}, and a reduction: "mean" (per pixel, or per image for Dice) or
-"sum" (the EchoNet reference's, whose learning rate 1e-5 is tuned for summed BCE)."""
+"""Segmentation losses by name: ``LOSSES`` maps each to its function and the output channels it
+needs. Every function takes logits (B, C, H, W), a float target (B, H, W) in {0, 1}, and the same
+keywords: ``reduction`` ("mean": per pixel, or per image for Dice; "sum": the EchoNet reference's,
+whose learning rate 1e-5 is tuned for summed BCE) and ``gamma`` (focal's focusing power; the others
+ignore it). No defaults here: the config holds them."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torchvision.ops import sigmoid_focal_loss
 
-Loss = Callable[..., torch.Tensor]
+from lvseg.registry import lookup
+
 REDUCTIONS = ("mean", "sum")
-SMOOTH = 1.0  # Dice smoothing, in pixels: keeps empty masks finite
+SMOOTH = 1.0        # Dice smoothing, in pixels: keeps empty masks finite
+FOCAL_ALPHA = 0.25  # focal loss's weight of the foreground class (Lin et al., 2017)
 
 
 def foreground_logit(logits: torch.Tensor) -> torch.Tensor:
@@ -25,16 +29,16 @@ def _reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
     return values.sum() if reduction == "sum" else values.mean()
 
 
-def bce(logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+def bce(logits: torch.Tensor, target: torch.Tensor, *, reduction: str, gamma: float) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits[:, 0], target, reduction=reduction)
 
 
-def ce(logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+def ce(logits: torch.Tensor, target: torch.Tensor, *, reduction: str, gamma: float) -> torch.Tensor:
     """Two-class softmax cross-entropy, as in the DINOv2 segmentation tutorial the seed followed."""
     return F.cross_entropy(logits, target.long(), reduction=reduction)
 
 
-def soft_dice(logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+def soft_dice(logits: torch.Tensor, target: torch.Tensor, *, reduction: str, gamma: float) -> torch.Tensor:
     """1 - soft Dice per image, on sigmoid (or softmax) probabilities."""
     probability = torch.sigmoid(foreground_logit(logits))
     overlap = (probability * target).sum((1, 2))
@@ -42,29 +46,39 @@ def soft_dice(logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean
     return _reduce(1 - (2 * overlap + SMOOTH) / (total + SMOOTH), reduction)
 
 
-def bce_dice(logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    return bce(logits, target, reduction) + soft_dice(logits, target, reduction)
+def bce_dice(logits: torch.Tensor, target: torch.Tensor, *, reduction: str, gamma: float) -> torch.Tensor:
+    return bce(logits, target, reduction=reduction, gamma=gamma) + soft_dice(logits, target, reduction=reduction,
+                                                                             gamma=gamma)
 
 
-def focal(logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean", gamma: float = 2.0) -> torch.Tensor:
-    return sigmoid_focal_loss(logits[:, 0], target, alpha=0.25, gamma=gamma, reduction=reduction)
+def focal(logits: torch.Tensor, target: torch.Tensor, *, reduction: str, gamma: float) -> torch.Tensor:
+    """Sigmoid focal loss: BCE scaled by (1 - p_t)^gamma and weighted by FOCAL_ALPHA for the LV."""
+    z = logits[:, 0]
+    probability = torch.sigmoid(z)
+    cross = F.binary_cross_entropy_with_logits(z, target, reduction="none")
+    p_t = probability * target + (1 - probability) * (1 - target)
+    alpha_t = FOCAL_ALPHA * target + (1 - FOCAL_ALPHA) * (1 - target)
+    return _reduce(alpha_t * cross * (1 - p_t) ** gamma, reduction)
 
 
-LOSSES: dict[str, Loss] = {"bce": bce, "ce": ce, "dice": soft_dice, "bce_dice": bce_dice, "focal": focal}
+@dataclass(frozen=True)
+class LossSpec:
+    fn: Callable[..., torch.Tensor]
+    channels: int  # output channels the model needs: 2 for softmax cross-entropy, else 1
+
+
+LOSSES: dict[str, LossSpec] = {"bce": LossSpec(bce, 1), "ce": LossSpec(ce, 2), "dice": LossSpec(soft_dice, 1),
+                               "bce_dice": LossSpec(bce_dice, 1), "focal": LossSpec(focal, 1)}
 
 
 def channels(name: str) -> int:
-    """Output channels a model needs for this loss: 2 for softmax cross-entropy, else 1."""
-    return 2 if name == "ce" else 1
+    """Output channels a model needs for this loss."""
+    return lookup(LOSSES, name, "loss").channels
 
 
-def build_loss(name: str, reduction: str = "mean", focal_gamma: float = 2.0) -> Callable:
+def build_loss(name: str, *, reduction: str, gamma: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """``loss(logits, target) -> scalar`` for a registered name."""
-    if name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; known: {', '.join(LOSSES)}")
+    fn = lookup(LOSSES, name, "loss").fn
     if reduction not in REDUCTIONS:
         raise ValueError(f"unknown loss reduction {reduction!r}; known: {', '.join(REDUCTIONS)}")
-    function = LOSSES[name]
-    if name == "focal":
-        return lambda logits, target: focal(logits, target, reduction, focal_gamma)
-    return lambda logits, target: function(logits, target, reduction)
+    return lambda logits, target: fn(logits, target, reduction=reduction, gamma=gamma)

@@ -21,9 +21,11 @@ Every strategy can add click noise (``jitter`` px, seeded); prompts are clipped 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
+
+from lvseg.registry import lookup
 
 SEED_OFFSET = 10.0  # px outside the wall for the seed protocol's background points
 
@@ -59,12 +61,15 @@ class Target:
     predicted: np.ndarray | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Options:
-    offset: float = SEED_OFFSET
-    margin: float = 5.0
-    k: int = 3
-    m: int = 4
+    """A strategy's knobs (their defaults live in the config): ``offset`` px beyond the wall for
+    background points, ``margin`` px around boxes, ``k`` foreground and ``m`` background points."""
+
+    offset: float
+    margin: float
+    k: int
+    m: int
 
 
 Strategy = Callable[[Target, Options], Prompt]
@@ -162,11 +167,13 @@ def from_model(target: Target, options: Options) -> Prompt:
 
 
 def seed_one_point(target: Target, options: Options) -> Prompt:
-    return center(target, Options())
+    """The seed report's one point: ``center``, whatever the options."""
+    return center(target, options)
 
 
 def seed_two_point(target: Target, options: Options) -> Prompt:
-    return two_background(target, Options(offset=SEED_OFFSET))
+    """The seed report's three points: ``two_background`` at SEED_OFFSET, whatever the options."""
+    return two_background(target, replace(options, offset=SEED_OFFSET))
 
 
 STRATEGIES: dict[str, Strategy] = {
@@ -176,13 +183,13 @@ STRATEGIES: dict[str, Strategy] = {
 }
 
 
-def make_prompt(name: str, target: Target, options: Options, shape: tuple[int, int],
-                jitter: float = 0.0, rng: np.random.Generator | None = None) -> Prompt:
-    """Run a strategy, add click noise, and clip every coordinate into the (H, W) frame."""
-    prompt = STRATEGIES[name](target, options)
+def make_prompt(name: str, target: Target, options: Options, shape: tuple[int, int], *, jitter: float,
+                rng: np.random.Generator) -> Prompt:
+    """Run a strategy, add ``jitter`` px of click noise from ``rng``, and clip every coordinate
+    into the (H, W) frame."""
+    prompt = lookup(STRATEGIES, name, "prompt strategy")(target, options)
     points, box_ = prompt.points.astype(float), None if prompt.box is None else prompt.box.astype(float)
     if jitter > 0:
-        rng = rng or np.random.default_rng(0)
         points = points + rng.normal(0, jitter, points.shape)
         box_ = None if box_ is None else box_ + rng.normal(0, jitter, 4)
     height, width = shape

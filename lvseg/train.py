@@ -100,11 +100,12 @@ class Trainer:
         self.model = model.to(self.device)
         if self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.loss = build_loss(config.loss, config.loss_reduction, config.focal_gamma)
-        self.optimizer = build_optimizer(config.optimizer, params or list(model.parameters()), config.lr,
-                                         config.weight_decay, config.momentum, config.nesterov)
-        factor = lr_factor(config.schedule, config.epochs, config.warmup_epochs, config.step_epochs,
-                           config.step_gamma)
+        self.loss = build_loss(config.loss, reduction=config.loss_reduction, gamma=config.focal_gamma)
+        self.optimizer = build_optimizer(config.optimizer, params or list(model.parameters()), lr=config.lr,
+                                         weight_decay=config.weight_decay, momentum=config.momentum,
+                                         nesterov=config.nesterov)
+        factor = lr_factor(config.schedule, epochs=config.epochs, warmup_epochs=config.warmup_epochs,
+                           step_epochs=config.step_epochs, step_gamma=config.step_gamma)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
         self.result = RunResult(status=RUNNING, config=config.to_dict())
 

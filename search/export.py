@@ -62,7 +62,7 @@ def search_summaries(uri: str) -> list[dict[str, Any]]:
                                order_by=["attributes.start_time DESC"], max_results=1000)
     out = []
     for run in found:
-        metric = run.data.tags.get("metric", "val_dice").split(",")[0]
+        metric = run.data.tags["metric"].split(",")[0]
         status = run_status(run)
         if status.kind == "running" and not driver_alive(run):
             status = INTERRUPTED
@@ -97,8 +97,8 @@ def export_best(uri: str, name: str, out: Path, top: int = 1) -> list[Path]:
     best, ranked) in the flat YAML format `lvseg train` reads."""
     mlflow = tracking.open_store(uri)
     parent = tracking.find_search_run(mlflow, uri, name)
-    metric = parent.data.tags.get("metric", "val_dice").split(",")[0]
-    mode = parent.data.tags.get("mode", "max").split(",")[0]
+    metric = parent.data.tags["metric"].split(",")[0]
+    mode = parent.data.tags["mode"].split(",")[0]
     rows = [r for r in ranked_trials(uri, parent.info.run_id, metric, mode, []) if r["status"].kind == "completed"]
     if not rows:
         raise LookupError(f"search {name!r} has no completed trial to export")

@@ -1,9 +1,11 @@
-"""Optuna samplers and Ray Tune schedulers by name, and an OptunaSearch that tells Optuna the truth
-about trials the scheduler stopped early."""
+"""Optuna samplers and Ray Tune schedulers by name (one ``name -> builder`` dict each: the space
+validates names against them), and an OptunaSearch that tells Optuna the truth about trials the
+scheduler stopped early."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from ray.tune.schedulers import (
@@ -15,46 +17,78 @@ from ray.tune.schedulers import (
 )
 from ray.tune.search.optuna import OptunaSearch
 
+from lvseg.registry import lookup
 from search.results import final_status
-from search.space import SearchSpace
+
+if TYPE_CHECKING:
+    from search.space import SearchSpace
+
+
+def _tpe(space: SearchSpace) -> optuna.samplers.BaseSampler:
+    # multivariate + group: TPE models parameters jointly and copes with conditional ones
+    return optuna.samplers.TPESampler(seed=space.search["seed"], multivariate=True, group=True)
+
+
+def _random(space: SearchSpace) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.RandomSampler(seed=space.search["seed"])
+
+
+def _cmaes(space: SearchSpace) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.CmaEsSampler(seed=space.search["seed"], warn_independent_sampling=False)
+
+
+def _gp(space: SearchSpace) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.GPSampler(seed=space.search["seed"])
+
+
+def _qmc(space: SearchSpace) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.QMCSampler(seed=space.search["seed"], warn_independent_sampling=False)
+
+
+def _grid(space: SearchSpace) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.GridSampler(space.grid(), seed=space.search["seed"])
+
+
+def _nsga2(space: SearchSpace) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.NSGAIISampler(seed=space.search["seed"])
+
+
+SAMPLERS: dict[str, Callable[[SearchSpace], optuna.samplers.BaseSampler]] = {
+    "tpe": _tpe, "random": _random, "cmaes": _cmaes, "gp": _gp, "qmc": _qmc, "grid": _grid, "nsga2": _nsga2}
+
+
+# Schedulers count time in epochs: one reported result per epoch.
+
+def _asha(space: SearchSpace) -> TrialScheduler:
+    return ASHAScheduler(time_attr="training_iteration", max_t=space.max_epochs,
+                         grace_period=min(space.search["grace_period"], space.max_epochs),
+                         reduction_factor=space.search["reduction_factor"])
+
+
+def _hyperband(space: SearchSpace) -> TrialScheduler:
+    return HyperBandScheduler(time_attr="training_iteration", max_t=space.max_epochs,
+                              reduction_factor=max(2, space.search["reduction_factor"]))
+
+
+def _median(space: SearchSpace) -> TrialScheduler:
+    return MedianStoppingRule(time_attr="training_iteration", grace_period=space.search["grace_period"],
+                              min_samples_required=2)
+
+
+def _fifo(space: SearchSpace) -> TrialScheduler:
+    return FIFOScheduler()
+
+
+SCHEDULERS: dict[str, Callable[[SearchSpace], TrialScheduler]] = {
+    "asha": _asha, "hyperband": _hyperband, "median": _median, "fifo": _fifo}
 
 
 def build_sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
-    name, seed = space.search["sampler"], space.search["seed"]
-    if name == "tpe":
-        # multivariate + group: TPE models parameters jointly and copes with conditional ones
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
-    if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed)
-    if name == "qmc":
-        return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
-    if name == "grid":
-        return optuna.samplers.GridSampler(space.grid(), seed=seed)
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
-    raise ValueError(f"unknown sampler {name!r}")
+    return lookup(SAMPLERS, space.search["sampler"], "sampler")(space)
 
 
 def build_scheduler(space: SearchSpace) -> TrialScheduler:
-    """Schedulers count time in epochs: one reported result per epoch."""
-    name, search = space.search["scheduler"], space.search
-    if name == "asha":
-        return ASHAScheduler(time_attr="training_iteration", max_t=space.max_epochs,
-                             grace_period=min(search["grace_period"], space.max_epochs),
-                             reduction_factor=search["reduction_factor"])
-    if name == "hyperband":
-        return HyperBandScheduler(time_attr="training_iteration", max_t=space.max_epochs,
-                                  reduction_factor=max(2, search["reduction_factor"]))
-    if name == "median":
-        return MedianStoppingRule(time_attr="training_iteration", grace_period=search["grace_period"],
-                                  min_samples_required=2)
-    if name == "fifo":
-        return FIFOScheduler()
-    raise ValueError(f"unknown scheduler {name!r}")
+    return lookup(SCHEDULERS, space.search["scheduler"], "scheduler")(space)
 
 
 class PruneAwareOptunaSearch(OptunaSearch):

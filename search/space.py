@@ -28,15 +28,15 @@ import yaml
 
 from lvseg.config import ConfigError, config_keys, parse_config
 from lvseg.recipes import get_recipe
+from search.samplers import SAMPLERS, SCHEDULERS
 
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "logint", "choice")
-SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc", "grid", "nsga2")
-SCHEDULERS = ("asha", "hyperband", "median", "fifo")
 TOP_KEYS = {"recipe", "metric", "mode", "data", "fixed", "params", "search", "resources", "description"}
 SEARCH_DEFAULTS: dict[str, Any] = dict(sampler="tpe", scheduler="asha", samples=16, concurrency=2,
                                        time_budget_s=None, seed=0, grace_period=1, reduction_factor=2,
                                        max_failures=3)  # retries of a trial whose worker died
 RESOURCE_DEFAULTS: dict[str, float] = dict(cpu=1, gpu=0)
+DEFAULT_METRIC, DEFAULT_MODE = "val_dice", "max"
 TRIAL_NUMBER = "_trial_number"  # Optuna's trial number, passed to the trial for a readable run name
 
 
@@ -191,8 +191,8 @@ def _no_unknown(source: str, where: str, mapping: Mapping[str, Any], allowed: se
 
 
 def _objectives(source: str, raw: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    metric = raw.get("metric", "val_dice")
-    mode = raw.get("mode", "max")
+    metric = raw.get("metric", DEFAULT_METRIC)
+    mode = raw.get("mode", DEFAULT_MODE)
     metrics = tuple(metric) if isinstance(metric, list) else (metric,)
     modes = tuple(mode) if isinstance(mode, list) else (mode,) * len(metrics)
     if len(metrics) != len(modes):

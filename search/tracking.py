@@ -126,7 +126,8 @@ def experiment_id(mlflow: MlflowClient, uri: str) -> str:
     location = None
     if uri.startswith("sqlite:///"):
         location = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
-    # without this tag MLflow 3's UI opens on GenAI traces instead of the runs table (PITFALLS.md, 9)
+    # MLflow 3's UI treats an untagged experiment as a GenAI one; the tag marks it a model-training one
+    # (its experiment page may still open on an overview: `lvsearch ui` links the runs table itself)
     return mlflow.create_experiment(EXPERIMENT, artifact_location=location,
                                     tags={"mlflow.experimentKind": "custom_model_development"})
 

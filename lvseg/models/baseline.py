@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models import segmentation
+
+from lvseg.registry import lookup
 
 TORCHVISION = ("deeplabv3_resnet50", "deeplabv3_resnet101", "deeplabv3_mobilenet_v3_large",
                "fcn_resnet50", "lraspp_mobilenet_v3_large")
@@ -54,6 +55,8 @@ class TinySegNet(nn.Module):
 
 def _torchvision(name: str) -> Callable[[int], nn.Module]:
     def build(out_channels: int) -> nn.Module:
+        from torchvision.models import segmentation  # ~3 s to import: only where a torchvision net is built
+
         # num_classes builds the final 1x1 conv(s) with our channel count directly: the reference
         # swaps in a 1-channel conv after building; the architecture is the same
         kwargs = {} if name.startswith("lraspp") else {"aux_loss": False}
@@ -67,12 +70,10 @@ MODELS: dict[str, Callable[[int], nn.Module]] = {name: _torchvision(name) for na
 MODELS["tiny"] = TinySegNet
 
 
-def build_model(name: str, out_channels: int = 1, backbone_weights: str | Path | None = None) -> nn.Module:
+def build_model(name: str, *, out_channels: int, backbone_weights: str | Path | None) -> nn.Module:
     """A registered network, randomly initialised; ``backbone_weights`` is a local state-dict file
     for its backbone (e.g. torchvision's ImageNet ResNet-50 weights, saved beforehand)."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
-    model = MODELS[name](out_channels)
+    model = lookup(MODELS, name, "model")(out_channels)
     if backbone_weights is not None:
         load_backbone_weights(model, Path(backbone_weights))
     return model

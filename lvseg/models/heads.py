@@ -7,6 +7,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from lvseg.registry import lookup
+
 
 class Probe(nn.Module):
     """A head whose logits are upsampled bilinearly from the patch grid to the mask size."""
@@ -31,8 +33,12 @@ def bn_linear(channels: int, out: int) -> nn.Module:
     return nn.Sequential(nn.BatchNorm2d(channels), nn.Conv2d(channels, out, 1))
 
 
-def conv(channels: int, out: int, width: int = 128) -> nn.Module:
+CONV_WIDTH = 128  # channels of the conv head's first block
+
+
+def conv(channels: int, out: int) -> nn.Module:
     """A small decoder: two 3x3 conv blocks at patch resolution, upsampled x2 before the last."""
+    width = CONV_WIDTH
     return nn.Sequential(
         nn.BatchNorm2d(channels),
         nn.Conv2d(channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
@@ -45,7 +51,5 @@ def conv(channels: int, out: int, width: int = 128) -> nn.Module:
 HEADS: dict[str, Callable[[int, int], nn.Module]] = {"linear": linear, "bn_linear": bn_linear, "conv": conv}
 
 
-def build_probe(head: str, channels: int, out: int, mask_size: tuple[int, int]) -> Probe:
-    if head not in HEADS:
-        raise ValueError(f"unknown head {head!r}; known: {', '.join(HEADS)}")
-    return Probe(HEADS[head](channels, out), mask_size)
+def build_probe(head: str, *, channels: int, out: int, mask_size: tuple[int, int]) -> Probe:
+    return Probe(lookup(HEADS, head, "head")(channels, out), mask_size)

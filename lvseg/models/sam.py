@@ -1,4 +1,7 @@
-"""Segment Anything models, and SAM with a cached image embedding.
+"""Segment Anything models by name, and SAM's prompt decoder on cached image embeddings.
+
+``SAM_MODELS`` maps each name to how it is built, whether it needs a checkpoint file, and the shape
+of its image embedding:
 
 - ``vit_b``, ``vit_l``, ``vit_h``: the published architectures with weights from a local checkpoint
   file, loaded here with ``weights_only=True`` (the package's builders call ``torch.load`` unsafely).
@@ -7,31 +10,92 @@
   16x16 embedding), for tests and the demo (never a result).
 
 The image encoder costs ~200x the prompt decoder, so embeddings are computed once per frame
-(:func:`lvseg.embeddings.load_embeddings`) and :class:`CachedPredictor` runs only the decoder.
+(:func:`lvseg.embeddings.load_embeddings`) and :func:`set_embedding` lets ``SamPredictor`` run the
+decoder alone. ``segment_anything`` (and torchvision with it, ~4 s) is imported only where a SAM is
+built or used.
+
+Conventions (SamPredictor's): images are uint8 (H, W, 3) RGB; points are (x, y) = (column, row)
+pixels of the original frame; boxes are XYXY.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from segment_anything import SamPredictor
-from segment_anything.build_sam import sam_model_registry
-from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
-SAM_MODELS = ("tiny", "random_vit_b", "vit_b", "vit_l", "vit_h")
+from lvseg.registry import lookup
+
+if TYPE_CHECKING:
+    from segment_anything import SamPredictor
+    from segment_anything.modeling import Sam
+
 INIT_SEED = 0
 TINY = dict(img_size=256, embed_dim=64, depth=2, heads=2, prompt_dim=64)
 CHECKPOINT_HELP = ("download it on a machine with internet from the segment-anything release "
                    "(e.g. sam_vit_b_01ec64.pth), copy it here and set `checkpoint:` to its path")
 
 
+def tiny_sam() -> Sam:
+    from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+
+    size, dim, prompt = TINY["img_size"], TINY["embed_dim"], TINY["prompt_dim"]
+    grid = size // 16
+    return Sam(
+        image_encoder=ImageEncoderViT(img_size=size, patch_size=16, embed_dim=dim, depth=TINY["depth"],
+                                      num_heads=TINY["heads"], mlp_ratio=2, out_chans=prompt, qkv_bias=True,
+                                      norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), use_rel_pos=True,
+                                      window_size=4, global_attn_indexes=(1,)),
+        prompt_encoder=PromptEncoder(embed_dim=prompt, image_embedding_size=(grid, grid),
+                                     input_image_size=(size, size), mask_in_chans=8),
+        mask_decoder=MaskDecoder(num_multimask_outputs=3, transformer_dim=prompt,
+                                 transformer=TwoWayTransformer(depth=1, embedding_dim=prompt, mlp_dim=128,
+                                                               num_heads=2),
+                                 iou_head_depth=2, iou_head_hidden_dim=64),
+        pixel_mean=[123.675, 116.28, 103.53], pixel_std=[58.395, 57.12, 57.375],
+    )
+
+
+def published(architecture: str) -> Sam:
+    """The published architecture, randomly initialised (weights are loaded by :func:`build_sam`)."""
+    from segment_anything.build_sam import sam_model_registry
+
+    return sam_model_registry[architecture](checkpoint=None)
+
+
+@dataclass(frozen=True)
+class SamModel:
+    """How to build a SAM (random weights), whether it needs a checkpoint file for its real ones,
+    and its image embedding's (C, h, w)."""
+
+    build: Callable[[], Sam]
+    needs_checkpoint: bool
+    embedding_shape: tuple[int, int, int]
+
+
+_TINY_GRID = TINY["img_size"] // 16
+SAM_MODELS: dict[str, SamModel] = {
+    "tiny": SamModel(tiny_sam, False, (TINY["prompt_dim"], _TINY_GRID, _TINY_GRID)),
+    "random_vit_b": SamModel(partial(published, "vit_b"), False, (256, 64, 64)),
+    "vit_b": SamModel(partial(published, "vit_b"), True, (256, 64, 64)),
+    "vit_l": SamModel(partial(published, "vit_l"), True, (256, 64, 64)),
+    "vit_h": SamModel(partial(published, "vit_h"), True, (256, 64, 64)),
+}
+
+
 def needs_checkpoint(model: str) -> bool:
-    return model in ("vit_b", "vit_l", "vit_h")
+    return lookup(SAM_MODELS, model, "SAM model").needs_checkpoint
+
+
+def embedding_shape(model: str) -> tuple[int, int, int]:
+    return lookup(SAM_MODELS, model, "SAM model").embedding_shape
 
 
 def describe(model: str) -> str:
@@ -57,64 +121,40 @@ def _checkpoint_path(model: str, checkpoint: str | None) -> Path:
     return path
 
 
-def tiny_sam() -> Sam:
-    size, dim, prompt = TINY["img_size"], TINY["embed_dim"], TINY["prompt_dim"]
-    grid = size // 16
-    return Sam(
-        image_encoder=ImageEncoderViT(img_size=size, patch_size=16, embed_dim=dim, depth=TINY["depth"],
-                                      num_heads=TINY["heads"], mlp_ratio=2, out_chans=prompt, qkv_bias=True,
-                                      norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), use_rel_pos=True,
-                                      window_size=4, global_attn_indexes=(1,)),
-        prompt_encoder=PromptEncoder(embed_dim=prompt, image_embedding_size=(grid, grid),
-                                     input_image_size=(size, size), mask_in_chans=8),
-        mask_decoder=MaskDecoder(num_multimask_outputs=3, transformer_dim=prompt,
-                                 transformer=TwoWayTransformer(depth=1, embedding_dim=prompt, mlp_dim=128,
-                                                               num_heads=2),
-                                 iou_head_depth=2, iou_head_hidden_dim=64),
-        pixel_mean=[123.675, 116.28, 103.53], pixel_std=[58.395, 57.12, 57.375],
-    )
-
-
-def build_sam(model: str, checkpoint: str | None = None) -> Sam:
-    """A SAM in eval mode with frozen weights."""
-    if model not in SAM_MODELS:
-        raise ValueError(f"unknown SAM model {model!r}; known: {', '.join(SAM_MODELS)}")
+def build_sam(model: str, checkpoint: str | None) -> Sam:
+    """A SAM in eval mode with frozen weights (seeded random ones unless the model needs a checkpoint)."""
+    spec = lookup(SAM_MODELS, model, "SAM model")
     torch.manual_seed(INIT_SEED)
-    if model == "tiny":
-        sam = tiny_sam()
-    else:
-        sam = sam_model_registry[model.removeprefix("random_")](checkpoint=None)
-        if needs_checkpoint(model):
-            state = torch.load(_checkpoint_path(model, checkpoint), map_location="cpu", weights_only=True)
-            sam.load_state_dict(state)
+    sam = spec.build()
+    if spec.needs_checkpoint:
+        sam.load_state_dict(torch.load(_checkpoint_path(model, checkpoint), map_location="cpu", weights_only=True))
     sam.requires_grad_(False)
     return sam.eval()
-
-
-def embedding_shape(model: str) -> tuple[int, int, int]:
-    if model == "tiny":
-        grid = TINY["img_size"] // 16
-        return TINY["prompt_dim"], grid, grid
-    return 256, 64, 64
 
 
 @torch.no_grad()
 def embed(sam: Sam, frames: np.ndarray) -> torch.Tensor:
     """uint8 (B, H, W, 3) RGB frames -> image embeddings (B, C, h, w), exactly as
     ``SamPredictor.set_image`` computes them (its PIL resize, then the model's normalisation)."""
+    from segment_anything import SamPredictor
+
     transform = SamPredictor(sam).transform
     resized = np.stack([transform.apply_image(np.ascontiguousarray(frame)) for frame in frames])
     batch = torch.as_tensor(resized, device=sam.device).permute(0, 3, 1, 2).contiguous()
     return sam.image_encoder(sam.preprocess(batch))
 
 
-class CachedPredictor(SamPredictor):
-    """SamPredictor whose image embedding comes from the cache: ``set_embedding`` replaces
-    ``set_image``, and ``predict`` runs only the prompt encoder and the mask decoder."""
+def predictor(sam: Sam) -> SamPredictor:
+    from segment_anything import SamPredictor
 
-    def set_embedding(self, embedding: np.ndarray, original_size: tuple[int, int]) -> None:
-        self.reset_image()
-        self.original_size = original_size
-        self.input_size = self.transform.get_preprocess_shape(*original_size, self.transform.target_length)
-        self.features = torch.as_tensor(np.asarray(embedding, dtype=np.float32), device=self.device)[None]
-        self.is_image_set = True
+    return SamPredictor(sam)
+
+
+def set_embedding(predictor: Any, embedding: np.ndarray, original_size: tuple[int, int]) -> None:
+    """``SamPredictor.set_image`` from a cached embedding: afterwards ``predictor.predict`` runs only
+    the prompt encoder and the mask decoder, and predicts exactly what it would after set_image."""
+    predictor.reset_image()
+    predictor.original_size = original_size
+    predictor.input_size = predictor.transform.get_preprocess_shape(*original_size, predictor.transform.target_length)
+    predictor.features = torch.as_tensor(np.asarray(embedding, dtype=np.float32), device=predictor.device)[None]
+    predictor.is_image_set = True

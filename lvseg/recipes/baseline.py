@@ -41,7 +41,7 @@ def split_data(data: FrameStore, split: str, inputs_for) -> SplitData:
 
 class BaselineRecipe(Recipe):
     def build(self, config: BaselineConfig, data: FrameStore) -> tuple[nn.Module, dict[str, SplitData]]:
-        model = build_model(config.model, channels(config.loss), config.backbone_weights)
+        model = build_model(config.model, out_channels=channels(config.loss), backbone_weights=config.backbone_weights)
         splits = {s: split_data(data, s, lambda f, v: normalised_inputs(f.images, data.mean, data.std))
                   for s in SPLITS}
         return model, splits

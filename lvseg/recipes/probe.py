@@ -35,5 +35,5 @@ class ProbeRecipe(Recipe):
         features = load_features(data, config.backbone, config.image_size, config.layers,
                                  device=pick_device(config.device))
         mask_size = tuple(data.masks.shape[2:4])
-        model = build_probe(config.head, features.shape[2], channels(config.loss), mask_size)
+        model = build_probe(config.head, channels=features.shape[2], out=channels(config.loss), mask_size=mask_size)
         return model, {s: split_data(data, s, lambda f, v: feature_inputs(features, v)) for s in SPLITS}

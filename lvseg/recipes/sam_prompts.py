@@ -19,7 +19,7 @@ from lvseg.config import SamConfig, parse_config
 from lvseg.embeddings import load_embeddings
 from lvseg.framestore import FrameStore
 from lvseg.metrics import dice_from_counts, overlap_counts, summarise, summary_keys
-from lvseg.models.sam import CachedPredictor, build_sam
+from lvseg.models.sam import build_sam, predictor, set_embedding
 from lvseg.prompts import MASK_CHOICES, Options, Prompt, Target, make_prompt, train_priors
 from lvseg.report import caveats, dice_histogram, overlay
 from lvseg.status import COMPLETED, stopped
@@ -70,13 +70,13 @@ class SamPromptsRecipe:
         """Predicted bool (N, H, W) masks and the prompts that produced them, ES then ED per video."""
         device = pick_device(config.device)
         embeddings = self.embeddings(config, data, device)
-        predictor = CachedPredictor(build_sam(config.model, config.checkpoint).to(device))
+        sam = predictor(build_sam(config.model, config.checkpoint).to(device))
         train = data.video_indices("train")  # masks only: the train images are not needed here
         priors = train_priors(np.asarray(data.masks[train]).reshape(-1, *data.masks.shape[2:]),
                               np.tile(np.array(["ES", "ED"]), len(train)))
         frames, videos = data.frames(config.split), data.video_indices(config.split)
         guesses = model_masks(config.prompt_model, data, config.split) if config.strategy == "from_model" else None
-        options = Options(config.offset, config.margin, config.k, config.m)
+        options = Options(offset=config.offset, margin=config.margin, k=config.k, m=config.m)
         rng = np.random.default_rng(config.seed)
         shape = frames.masks.shape[1:]
         predicted, prompts = np.zeros_like(frames.masks), []
@@ -84,9 +84,9 @@ class SamPromptsRecipe:
             rows = np.asarray(data.tracings[video, i % 2])
             target = Target(rows[~np.isnan(rows).any(axis=1)], frames.masks[i], phase, priors[phase],
                             None if guesses is None else guesses[i])
-            prompt = make_prompt(config.strategy, target, options, shape, config.jitter, rng)
-            predictor.set_embedding(embeddings[video, i % 2], shape)
-            masks, scores, _ = predictor.predict(
+            prompt = make_prompt(config.strategy, target, options, shape, jitter=config.jitter, rng=rng)
+            set_embedding(sam, embeddings[video, i % 2], shape)
+            masks, scores, _ = sam.predict(
                 point_coords=prompt.points if len(prompt.points) else None,
                 point_labels=prompt.labels if len(prompt.points) else None,
                 box=prompt.box, multimask_output=config.multimask)

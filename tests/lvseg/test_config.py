@@ -45,7 +45,7 @@ def test_bad_values_are_named(key: str, value: object, message: str) -> None:
 
 
 def test_probe_image_size_must_be_a_multiple_of_the_patch() -> None:
-    # 100 px would be floored silently to 7x7 patches by the backbone (PITFALLS.md, 3)
+    # DINOv2's patches are 14 px: the backbone would floor 100 px to 7x7 patches without a word
     with pytest.raises(ConfigError, match="image_size: 100 must be a positive multiple of the patch size 14"):
         parse_config({"recipe": "dinov2_probe", "image_size": 100})
     assert [parse_config({"recipe": "dinov2_probe", "image_size": s}).image_size for s in (112, 448)] == [112, 448]

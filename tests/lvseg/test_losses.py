@@ -20,7 +20,7 @@ def _logits(target: torch.Tensor, sign: float, out: int) -> torch.Tensor:
 @pytest.mark.parametrize("name", sorted(LOSSES))
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 def test_every_loss_prefers_right_over_wrong_and_has_gradients(name: str, reduction: str) -> None:
-    loss = build_loss(name, reduction)
+    loss = build_loss(name, reduction=reduction, gamma=2.0)
     target = _target()
     right = _logits(target, 1, channels(name)).requires_grad_()
     wrong = _logits(target, -1, channels(name))
@@ -32,8 +32,18 @@ def test_every_loss_prefers_right_over_wrong_and_has_gradients(name: str, reduct
 
 def test_sum_is_mean_times_pixels_for_bce() -> None:
     target, logits = _target(), torch.randn(2, 1, 8, 8)
-    assert build_loss("bce", "sum")(logits, target) == pytest.approx(
-        build_loss("bce", "mean")(logits, target).item() * 128, rel=1e-5)
+    assert build_loss("bce", reduction="sum", gamma=2.0)(logits, target) == pytest.approx(
+        build_loss("bce", reduction="mean", gamma=2.0)(logits, target).item() * 128, rel=1e-5)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 2.0, 3.5])
+def test_focal_equals_torchvisions_sigmoid_focal_loss(gamma: float) -> None:
+    from torchvision.ops import sigmoid_focal_loss
+
+    target, logits = _target(), torch.randn(2, 1, 8, 8)
+    ours = build_loss("focal", reduction="mean", gamma=gamma)(logits, target)
+    assert ours == pytest.approx(sigmoid_focal_loss(logits[:, 0], target, gamma=gamma, reduction="mean").item(),
+                                 rel=1e-6)
 
 
 def test_two_channel_foreground_logit_is_the_softmax_log_odds() -> None:
@@ -43,7 +53,7 @@ def test_two_channel_foreground_logit_is_the_softmax_log_odds() -> None:
 
 
 def test_unknown_names_are_rejected() -> None:
-    with pytest.raises(ValueError, match="unknown loss 'mse'"):
-        build_loss("mse")
+    with pytest.raises(ValueError, match="unknown loss 'mse'; known: bce, ce"):
+        build_loss("mse", reduction="mean", gamma=2.0)
     with pytest.raises(ValueError, match="unknown loss reduction 'max'"):
-        build_loss("bce", "max")
+        build_loss("bce", reduction="max", gamma=2.0)

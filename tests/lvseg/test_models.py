@@ -13,13 +13,14 @@ from lvseg.models.heads import HEADS, build_probe
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_every_baseline_model_maps_frames_to_one_logit_map(name: str) -> None:
     torch.manual_seed(0)
-    model = build_model(name, out_channels=1).eval()
+    model = build_model(name, out_channels=1, backbone_weights=None).eval()
     with torch.no_grad():
         assert model(torch.randn(1, 3, 112, 112)).shape == (1, 1, 112, 112)
 
 
 def test_two_channels_for_softmax_losses() -> None:
-    assert build_model("tiny", out_channels=2)(torch.randn(2, 3, 112, 112)).shape == (2, 2, 112, 112)
+    model = build_model("tiny", out_channels=2, backbone_weights=None)
+    assert model(torch.randn(2, 3, 112, 112)).shape == (2, 2, 112, 112)
 
 
 @pytest.mark.parametrize("model, classifier", [
@@ -30,7 +31,7 @@ def test_backbone_weights_load_from_a_local_file(tmp_path: Path, model: str, cla
     torch.manual_seed(1)
     weights = classifier(weights=None).state_dict()
     torch.save(weights, tmp_path / "backbone.pt")
-    built = build_model(model, backbone_weights=tmp_path / "backbone.pt")
+    built = build_model(model, out_channels=1, backbone_weights=tmp_path / "backbone.pt")
     backbone = built.model.backbone.state_dict()
     first = next(k for k in weights if not k.startswith(("fc.", "classifier.")))
     assert torch.equal(backbone[first.removeprefix("features.")], weights[first])
@@ -39,11 +40,11 @@ def test_backbone_weights_load_from_a_local_file(tmp_path: Path, model: str, cla
 def test_wrong_backbone_file_fails_loudly(tmp_path: Path) -> None:
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), tmp_path / "r18.pt")
     with pytest.raises(ValueError, match="does not fit the backbone"):
-        build_model("deeplabv3_resnet50", backbone_weights=tmp_path / "r18.pt")
+        build_model("deeplabv3_resnet50", out_channels=1, backbone_weights=tmp_path / "r18.pt")
     with pytest.raises(FileNotFoundError, match="nothere.pt"):
-        build_model("deeplabv3_resnet50", backbone_weights=tmp_path / "nothere.pt")
+        build_model("deeplabv3_resnet50", out_channels=1, backbone_weights=tmp_path / "nothere.pt")
     with pytest.raises(ValueError, match="unknown model 'unet'"):
-        build_model("unet")
+        build_model("unet", out_channels=1, backbone_weights=None)
 
 
 @pytest.mark.parametrize("head", sorted(HEADS))

@@ -9,6 +9,7 @@ from lvseg.prompts import (
     STRATEGIES,
     Options,
     Prior,
+    Prompt,
     Target,
     make_prompt,
     mask_box_and_centre,
@@ -16,6 +17,16 @@ from lvseg.prompts import (
 )
 
 SHAPE = (112, 112)
+RNG = np.random.default_rng(0)  # unused without jitter
+
+
+def _options(**changes) -> Options:
+    """The config's defaults, changed where a test says."""
+    return Options(**{"offset": 10.0, "margin": 5.0, "k": 3, "m": 4, **changes})
+
+
+def _prompt(name: str, target: Target, options: Options) -> Prompt:
+    return make_prompt(name, target, options, SHAPE, jitter=0.0, rng=RNG)
 
 
 def _rectangle(x0: float, y0: float, x1: float, y1: float, chords: int = 20) -> np.ndarray:
@@ -52,30 +63,30 @@ def test_every_strategy_prompts_inside_the_frame_for_every_traced_frame(small_st
             rows = rows[~np.isnan(rows).any(axis=1)]
             mask = np.asarray(small_store.masks[video, phase_index])
             target = Target(rows, mask, phase, priors[phase], mask)
-            prompt = make_prompt(name, target, Options(), SHAPE, jitter, rng)
+            prompt = make_prompt(name, target, _options(), SHAPE, jitter=jitter, rng=rng)
             assert _inside(prompt), (name, prompt)
             assert len(prompt.points) or prompt.box is not None
             assert set(prompt.labels.tolist()) <= {0, 1} and len(prompt.labels) == len(prompt.points)
 
 
 def test_points_are_x_then_y() -> None:
-    (x, y), = make_prompt("center", _target(), Options(), SHAPE).points
+    (x, y), = _prompt("center", _target(), _options()).points
     assert (x, y) == (15.0, 70.0)
-    box = make_prompt("box", _target(), Options(margin=2), SHAPE).box
+    box = _prompt("box", _target(), _options(margin=2)).box
     np.testing.assert_allclose(box, [8, 38, 22, 102])
     _, centre = mask_box_and_centre(trace_mask(ASYMMETRIC, *SHAPE))
     assert abs(centre[0] - 15) < 1.5 and abs(centre[1] - 70) < 1.5  # argwhere's (row, col) flipped
 
 
 def test_seed_one_point_is_the_long_axis_midpoint() -> None:
-    prompt = make_prompt("seed_one_point", _target(), Options(offset=99, k=7), SHAPE)
+    prompt = _prompt("seed_one_point", _target(), _options(offset=99, k=7))
     np.testing.assert_allclose(prompt.points, [[15, 70]])
     assert prompt.labels.tolist() == [1] and prompt.box is None
 
 
 def test_seed_two_point_adds_two_collinear_background_points_outside_the_lv() -> None:
     target = _target()
-    prompt = make_prompt("seed_two_point", target, Options(offset=99), SHAPE)  # preset ignores options
+    prompt = _prompt("seed_two_point", target, _options(offset=99))  # preset ignores options
     assert prompt.labels.tolist() == [1, 0, 0]
     centre, left, right = prompt.points
     np.testing.assert_allclose(centre, [15, 70])
@@ -89,7 +100,7 @@ def test_seed_two_point_adds_two_collinear_background_points_outside_the_lv() ->
 
 def test_k_points_put_foreground_inside_and_the_ring_outside() -> None:
     target = _target()
-    prompt = make_prompt("k_points", target, Options(k=4, m=6, offset=5), SHAPE)
+    prompt = _prompt("k_points", target, _options(k=4, m=6, offset=5))
     inside = prompt.points[prompt.labels == 1]
     ring = prompt.points[prompt.labels == 0]
     assert len(inside) == 4 and len(ring) == 6
@@ -100,27 +111,27 @@ def test_k_points_put_foreground_inside_and_the_ring_outside() -> None:
 def test_automatic_strategies_ignore_the_tracing() -> None:
     other = _target(_rectangle(60, 20, 90, 60))
     for name in ("prior_box", "prior_point"):
-        assert np.array_equal(make_prompt(name, _target(), Options(), SHAPE).points,
-                              make_prompt(name, other, Options(), SHAPE).points)
-    np.testing.assert_allclose(make_prompt("prior_point", other, Options(), SHAPE).points, [[45, 50]])
+        assert np.array_equal(_prompt(name, _target(), _options()).points,
+                              _prompt(name, other, _options()).points)
+    np.testing.assert_allclose(_prompt("prior_point", other, _options()).points, [[45, 50]])
 
 
 def test_from_model_uses_the_predicted_mask_or_falls_back_to_the_prior() -> None:
     predicted = np.zeros(SHAPE, bool)
     predicted[30:50, 70:90] = True  # rows 30-49, columns 70-89
-    prompt = make_prompt("from_model", _target(predicted=predicted), Options(margin=0), SHAPE)
+    prompt = _prompt("from_model", _target(predicted=predicted), _options(margin=0))
     np.testing.assert_allclose(prompt.box, [70, 30, 89, 49])
     np.testing.assert_allclose(prompt.points, [[79.5, 39.5]])
-    fallback = make_prompt("from_model", _target(predicted=np.zeros(SHAPE, bool)), Options(margin=0), SHAPE)
+    fallback = _prompt("from_model", _target(predicted=np.zeros(SHAPE, bool)), _options(margin=0))
     np.testing.assert_allclose(fallback.box, PRIOR.box)
 
 
 def test_jitter_is_seeded_and_moves_points() -> None:
     def prompt(seed: int):
-        return make_prompt("k_points", _target(), Options(), SHAPE, 3.0, np.random.default_rng(seed)).points
+        return make_prompt("k_points", _target(), _options(), SHAPE, jitter=3.0, rng=np.random.default_rng(seed)).points
 
     assert np.array_equal(prompt(1), prompt(1)) and not np.array_equal(prompt(1), prompt(2))
-    assert not np.array_equal(prompt(1), make_prompt("k_points", _target(), Options(), SHAPE).points)
+    assert not np.array_equal(prompt(1), _prompt("k_points", _target(), _options()).points)
 
 
 @pytest.mark.parametrize("name", sorted(MASK_CHOICES))

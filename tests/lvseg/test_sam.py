@@ -13,17 +13,17 @@ from segment_anything.modeling import ImageEncoderViT
 from lvseg.config import ConfigError, parse_config
 from lvseg.embeddings import load_embeddings
 from lvseg.models import sam as sam_models
-from lvseg.models.sam import CachedPredictor, build_sam, embed
+from lvseg.models.sam import build_sam, embed, predictor, set_embedding
 from lvseg.recipes import get_recipe
 
 
 def test_cached_embedding_predicts_exactly_like_set_image(small_store) -> None:
-    sam = build_sam("tiny")
+    sam = build_sam("tiny", None)
     frame = np.array(small_store.images[0, 1])
     reference = SamPredictor(sam)
     reference.set_image(frame)
-    cached = CachedPredictor(sam)
-    cached.set_embedding(embed(sam, frame[None])[0].numpy(), frame.shape[:2])
+    cached = predictor(sam)
+    set_embedding(cached, embed(sam, frame[None])[0].numpy(), frame.shape[:2])
     assert torch.allclose(cached.features, reference.features, atol=1e-6)
     kwargs = dict(point_coords=np.array([[60.0, 50.0], [20.0, 90.0]]), point_labels=np.array([1, 0]),
                   box=np.array([40.0, 20.0, 90.0, 80.0]), multimask_output=True)
@@ -34,7 +34,7 @@ def test_cached_embedding_predicts_exactly_like_set_image(small_store) -> None:
 def test_embedding_cache_holds_every_frame(small_store) -> None:
     embeddings = load_embeddings(small_store, "tiny", progress=False)
     assert embeddings.dtype == np.float16 and embeddings.shape == (len(small_store), 2, 64, 16, 16)
-    direct = embed(build_sam("tiny"), np.array(small_store.images[2]))
+    direct = embed(build_sam("tiny", None), np.array(small_store.images[2]))
     np.testing.assert_allclose(embeddings[2].astype(np.float32), direct.numpy(), atol=2e-2, rtol=1e-2)
 
 
@@ -75,7 +75,7 @@ def test_from_model_prompts_come_from_a_trained_checkpoint(small_store, tmp_path
 
 def test_checkpoint_loading_is_weights_only_and_validated(tmp_path: Path, monkeypatch) -> None:
     torch.save(sam_models.tiny_sam().state_dict(), tmp_path / "sam.pth")
-    monkeypatch.setitem(sam_models.sam_model_registry, "vit_b", lambda checkpoint=None: sam_models.tiny_sam())
+    monkeypatch.setitem(sam_models.SAM_MODELS, "vit_b", sam_models.SamModel(sam_models.tiny_sam, True, (64, 16, 16)))
     loaded = build_sam("vit_b", str(tmp_path / "sam.pth"))
     saved = torch.load(tmp_path / "sam.pth", weights_only=True)
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in saved.items())

@@ -4,8 +4,8 @@ import optuna
 import pytest
 from ray.tune.schedulers import TrialScheduler
 
-from search.samplers import PruneAwareOptunaSearch, build_sampler, build_scheduler, tell_quietly
-from search.space import SAMPLERS, SCHEDULERS, parse_space
+from search.samplers import SAMPLERS, SCHEDULERS, PruneAwareOptunaSearch, build_sampler, build_scheduler, tell_quietly
+from search.space import parse_space
 
 
 def _space(sampler: str = "tpe", scheduler: str = "asha") -> dict:
