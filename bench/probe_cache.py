@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     args = parser.parse_args()
     config = parse_config({"recipe": "dinov2_probe", "backbone": BACKBONE, "image_size": 224, "head": "linear",
-                           "epochs": args.epochs, "batch_size": 16, "bn_refresh": False})
+                           "epochs": args.epochs, "batch_size": 16, "precise_bn": 0})
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         store = load_store(write_synthetic(tmp / "echonet", args.videos, seed=0), tmp / "cache", progress=False)

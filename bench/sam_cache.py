@@ -60,7 +60,7 @@ def main() -> None:
         uncached_s = time.perf_counter() - started
         print(f"trial running the encoder per frame: {uncached_s:.1f} s")
         started = time.perf_counter()
-        load_embeddings(store, MODEL, progress=False)
+        load_embeddings(store, MODEL, None, progress=False)
         print(f"one-off embedding cache build (every stored frame, all splits): {time.perf_counter() - started:.1f} s")
         started = time.perf_counter()
         SamPromptsRecipe()(config, store, workdir=tmp / "cached")

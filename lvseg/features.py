@@ -7,30 +7,19 @@ trains only its head on the cached, memory-mapped fp16 features.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 
-from lvseg.framecache import cache_path, load_frame_cache
+from lvseg.framecache import FrameCache, cache_path
 from lvseg.framestore import FrameStore
 from lvseg.models import dinov2
 
 EXTRACT_BATCH = 32  # frames per backbone call
 
 
-def feature_path(backbone: str, image_size: int, layers: int, store: FrameStore) -> Path:
-    return cache_path("features", [dinov2.fingerprint(backbone), image_size, layers], store)
-
-
-def load_features(
-    store: FrameStore, backbone: str, image_size: int, layers: int,
-    device: torch.device | None = None, progress: bool = True,
-) -> np.ndarray:
-    """float16 (V, 2, C, h, w) features of every stored frame; computed here only if not cached.
-
-    A warm cache never builds or runs the backbone.
-    """
+def feature_cache(store: FrameStore, backbone: str, image_size: int, layers: int,
+                  device: torch.device | None = None) -> FrameCache:
+    """Where the features live and what they weigh; ``.load()`` builds them if cold."""
     device = device or torch.device("cpu")
 
     def make_compute():
@@ -43,7 +32,15 @@ def load_features(
 
         return compute
 
-    return load_frame_cache(
-        feature_path(backbone, image_size, layers, store), store, dinov2.feature_shape(backbone, image_size, layers),
-        make_compute, EXTRACT_BATCH, f"DINOv2 features ({dinov2.describe(backbone)})",
-        {"backbone": dinov2.describe(backbone), "image_size": image_size, "layers": layers}, progress)
+    return FrameCache(
+        cache_path("features", [dinov2.fingerprint(backbone), image_size, layers], store), store,
+        dinov2.feature_shape(backbone, image_size, layers), make_compute, EXTRACT_BATCH,
+        f"DINOv2 features ({dinov2.describe(backbone)})",
+        {"backbone": dinov2.describe(backbone), "image_size": image_size, "layers": layers})
+
+
+def load_features(store: FrameStore, backbone: str, image_size: int, layers: int,
+                  device: torch.device | None = None, progress: bool = True) -> np.ndarray:
+    """float16 (V, 2, C, h, w) features of every stored frame; computed here only if not cached.
+    A warm cache never builds or runs the backbone."""
+    return feature_cache(store, backbone, image_size, layers, device).load(progress)

@@ -14,27 +14,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from lvseg.config import BaselineConfig, ProbeConfig, RecipeConfig, SamConfig
-from lvseg.framestore import FrameStore
 from lvseg.metrics import bootstrap_pooled_dice, dice_from_counts, overlap_counts, per_video_dice
-from lvseg.models.dinov2 import is_random
-from lvseg.models.sam import needs_checkpoint
 
 OVERLAY_VIDEOS = 6
-
-
-def caveats(config: RecipeConfig, store: FrameStore) -> list[str]:
-    """Plain statements of what makes these numbers not a result, if anything."""
-    notes = []
-    if store.info.get("synthetic"):
-        notes.append("SYNTHETIC data (lvseg synth): cartoons, not echocardiograms")
-    if isinstance(config, BaselineConfig) and config.model == "tiny":
-        notes.append("TINY test model")
-    if isinstance(config, ProbeConfig) and is_random(config.backbone):
-        notes.append(f"RANDOMLY initialised backbone ({config.backbone})")
-    if isinstance(config, SamConfig) and not needs_checkpoint(config.model):
-        notes.append(f"RANDOMLY initialised SAM ({config.model})")
-    return notes
 
 
 def split_report(split: str, metrics: dict[str, float], predicted: np.ndarray, masks: np.ndarray,

@@ -1,4 +1,5 @@
-"""The epoch loop the trainable recipes share: train, refresh BatchNorm, validate, checkpoint, report.
+"""The epoch loop the trainable recipes share: train, recompute BatchNorm statistics, validate,
+checkpoint, report.
 
 A recipe supplies a model and two :class:`SplitData` (how to turn sample indices into a model
 input batch); everything else (optimiser, schedule, loss, metrics, best-epoch choice, checkpoints,
@@ -7,6 +8,8 @@ resume, divergence, early stop by the caller) happens here, once, for every reci
 
 from __future__ import annotations
 
+import itertools
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -18,9 +21,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from lvseg.batchnorm import batchnorms, collapse_warning, recompute, with_batch_statistics
 from lvseg.config import TrainConfig
 from lvseg.losses import build_loss, foreground_logit
-from lvseg.metrics import overlap_counts, summarise, summary_keys
+from lvseg.metrics import overlap_counts, pooled_dice, summarise, summary_keys
 from lvseg.optim import build_optimizer, lr_factor
 from lvseg.status import COMPLETED, RUNNING, Status, diverged, stopped
 from lvseg.volumes import ef_absolute_errors
@@ -30,17 +34,21 @@ BEST = "best.pt"
 LAST = "last.pt"
 EPOCH_METRICS = frozenset({"epoch", "train_loss", "val_loss", "ef_mae", "lr", "seconds"}) | summary_keys("val_")
 """The keys of the dict :meth:`Trainer.fit` reports after every epoch."""
+CHECK_BATCHES = 2  # validation batches the BatchNorm check runs with batch statistics, each epoch
+log = logging.getLogger(__name__)
+Inputs = torch.Tensor | tuple[torch.Tensor, ...]  # a model's input batch: one tensor, or its arguments
 
 
 @dataclass(frozen=True)
 class SplitData:
     """One split, two samples per video (ES at 2v, ED at 2v+1).
 
-    ``inputs(indices)`` returns the model's input batch (float, on CPU) for those samples;
-    ``masks`` is bool (N, H, W); ``ef`` float (V,) FileList EF per video.
+    ``inputs(indices)`` returns the model's input batch for those samples (a float tensor, or a
+    tuple of tensors passed as the model's arguments); ``masks`` is bool (N, H, W); ``ef`` float
+    (V,) FileList EF per video.
     """
 
-    inputs: Callable[[np.ndarray], torch.Tensor]
+    inputs: Callable[[np.ndarray], Inputs]
     masks: np.ndarray
     phases: np.ndarray
     ef: np.ndarray
@@ -68,6 +76,7 @@ class RunResult:
     best: dict[str, Any] = field(default_factory=dict)
     checkpoint: Path | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def pick_device(name: str) -> torch.device:
@@ -111,12 +120,18 @@ class Trainer:
 
     # ---- one epoch -------------------------------------------------------------------------
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _to_device(self, x: Inputs) -> Inputs:
+        if isinstance(x, tuple):
+            return tuple(self._to_device(t) for t in x)
         x = x.to(self.device, non_blocking=True)
         if self.device.type == "cuda" and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _forward(self, x: Inputs) -> torch.Tensor:
+        x = self._to_device(x)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            return self.model(x).float()
+            return (self.model(*x) if isinstance(x, tuple) else self.model(x)).float()
 
     def _batch_loss(self, logits: torch.Tensor, masks: np.ndarray) -> torch.Tensor:
         target = torch.from_numpy(masks).to(self.device, dtype=torch.float32)
@@ -145,25 +160,22 @@ class Trainer:
         self.scheduler.step()
         return total / frames
 
-    @torch.no_grad()
     def refresh_batchnorm(self) -> None:
-        """Recompute BatchNorm running statistics as a plain average over the train set.
+        """Precise BN (:mod:`lvseg.batchnorm`): statistics from the first ``precise_bn`` train batches."""
+        batches = itertools.islice(self.train.batches(self.config.batch_size), self.config.precise_bn)
+        recompute(self.model, (self.train.inputs(index) for index in batches), self._forward)
 
-        Short trials (a scheduler judges after an epoch or two) otherwise validate with running
-        statistics that still remember the random initialisation: a model that segments well in
-        train mode can score Dice 0 in eval mode (PITFALLS.md, 1)."""
-        norms = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        if not norms:
-            return
-        saved = [m.momentum for m in norms]
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average
-        self.model.train()
-        for index in self.train.batches(self.config.batch_size):
-            self._forward(self.train.inputs(index))
-        for m, momentum in zip(norms, saved, strict=True):
-            m.momentum = momentum
+    def check_batchnorm(self, predicted: np.ndarray) -> str | None:
+        """A warning if the eval-mode masks of the first validation batches score below half of
+        what the same weights score with batch statistics (stale running statistics)."""
+        if not batchnorms(self.model):
+            return None
+        index = np.concatenate(list(itertools.islice(self.val.batches(self.config.batch_size), CHECK_BATCHES)))
+        logits = with_batch_statistics(self.model, self._forward, self.val.inputs(index))
+        masks = self.val.masks[index]
+        batch_dice = pooled_dice(overlap_counts((foreground_logit(logits) > 0).cpu().numpy(), masks))
+        return collapse_warning(pooled_dice(overlap_counts(predicted[index], masks)), batch_dice,
+                                self.config.precise_bn)
 
     @torch.no_grad()
     def predict(self, data: SplitData) -> tuple[np.ndarray, float]:
@@ -195,9 +207,10 @@ class Trainer:
             if math.isnan(train_loss):
                 self.result.status = diverged(epoch + 1, f"non-finite {self.config.loss} loss")
                 return self.result
-            if self.config.bn_refresh:
+            if self.config.precise_bn:
                 self.refresh_batchnorm()
-            metrics, _ = self.evaluate(self.val)
+            metrics, predicted = self.evaluate(self.val)
+            self._warn(self.check_batchnorm(predicted) if not self.result.warnings else None, epoch + 1)
             metrics["ef_mae"] = metrics.pop("val_ef_mae")  # the report contract's name
             metrics = {"epoch": epoch + 1, "train_loss": train_loss, **metrics,
                        "lr": lr, "seconds": time.perf_counter() - started}
@@ -206,6 +219,11 @@ class Trainer:
                 return self.result
         self.result.status = COMPLETED
         return self.result
+
+    def _warn(self, warning: str | None, epoch: int) -> None:
+        if warning:
+            self.result.warnings.append(f"epoch {epoch}: {warning}")
+            log.warning("epoch %d: %s", epoch, warning)
 
     def _record(self, metrics: dict[str, Any]) -> None:
         self.result.history.append(metrics)

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lvseg.embeddings import load_embeddings
-from lvseg.features import load_features
+from lvseg.config import parse_config
+from lvseg.framecache import FrameCache
 from lvseg.framestore import FrameStore, default_cache_dir, load_store
+from lvseg.recipes import get_recipe
 from search import tracking
 from search.space import SearchSpace
 from search.state import default_storage
@@ -28,6 +30,10 @@ CONNECT_TIMEOUT_S = 5.0
 
 class ResourceError(ValueError):
     """No node of the cluster can hold one trial, and nothing can add one."""
+
+
+class DiskSpaceError(OSError):
+    """The caches a search needs would not fit on the disk of the cache folder."""
 
 
 class NotStarted(Exception):
@@ -93,32 +99,47 @@ def _samples(space: SearchSpace, samples: int | None) -> int:
     return samples
 
 
-def warm_caches(space: SearchSpace, store: FrameStore) -> None:
-    """Build every feature cache (probe) or embedding cache (SAM) the space can ask for, once,
-    here, with progress bars, before any trial starts."""
-    if space.recipe not in ("dinov2_probe", "sam_prompts"):
-        return
-    from lvseg.config import CONFIGS
-
-    defaults = CONFIGS[space.recipe]
-
-    def options(key: str) -> list[Any] | None:
+def cache_configs(space: SearchSpace) -> list[Any] | None:
+    """One config per combination of the values the space can give the keys that decide its
+    recipe's caches (the fixed value, every choice, or the default), or None when one of those keys
+    is searched over a range (then each node builds what its trials ask for, under a lock)."""
+    recipe = get_recipe(space.recipe)
+    params = {p.name: p for p in space.params}
+    values: list[list[Any]] = []
+    for key in recipe.cache_keys:
         if key in space.fixed:
-            return [space.fixed[key]]
-        param = next((p for p in space.params if p.name == key), None)
-        if param is None:
-            return [getattr(defaults, key)]
-        return list(param.values) if param.type == "choice" else None
-
-    keys = ("backbone", "image_size", "layers") if space.recipe == "dinov2_probe" else ("model", "checkpoint")
-    combos = [options(k) for k in keys]
-    if any(c is None for c in combos):
-        return  # a continuous knob: each node builds what its trials ask for, under the lock
-    for combo in itertools.product(*combos):
-        if space.recipe == "dinov2_probe":
-            load_features(store, *combo)
+            values.append([space.fixed[key]])
+        elif key not in params:
+            values.append([getattr(parse_config({"recipe": space.recipe}), key)])
+        elif params[key].type == "choice":
+            values.append(list(params[key].values))
         else:
-            load_embeddings(store, *combo)
+            return None
+    base = {"recipe": space.recipe, **space.fixed}
+    return [parse_config({**base, **dict(zip(recipe.cache_keys, combo, strict=True))})
+            for combo in itertools.product(*values)]
+
+
+def warm_caches(space: SearchSpace, store: FrameStore) -> None:
+    """Build every frame cache the space can ask for, once, here, with progress bars, before any
+    trial starts; refuse (before building any) caches that would not fit in the cache folder."""
+    configs = cache_configs(space) or []
+    recipe = get_recipe(space.recipe)
+    caches = {cache.path: cache for config in configs for cache in recipe.caches(config, store)}
+    cold = [cache for cache in caches.values() if not cache.built]
+    check_disk(cold, store.path.parent)
+    for cache in cold:
+        cache.load()
+
+
+def check_disk(caches: list[FrameCache], folder: Path) -> None:
+    """Refuse caches whose bytes exceed the free space of ``folder``, saying how much they need."""
+    need = sum(cache.nbytes for cache in caches)
+    free = shutil.disk_usage(folder).free
+    if need > free:
+        listed = "; ".join(f"{cache.label}: {cache.nbytes / 1e9:.1f} GB" for cache in caches)
+        raise DiskSpaceError(f"the caches this search needs take {need / 1e9:.1f} GB but {folder} has "
+                             f"{free / 1e9:.1f} GB free ({listed}); free space or pass --cache-dir elsewhere")
 
 
 def init_ray(address: str | None, temp_dir: str | None = None) -> None:

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from lvseg.config import ConfigError, config_keys, parse_config
-from lvseg.recipes import get_recipe
+from lvseg.recipes import RECIPES, get_recipe
 from search.samplers import SAMPLERS, SCHEDULERS
 
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "logint", "choice")
@@ -86,22 +86,11 @@ class SearchSpace:
     resources: dict[str, float]
     data: str | None = None
     text: str = ""
+    max_epochs: int = 1  # the most epochs a trial can run (the schedulers' max_t), from the recipe
 
     @property
     def multi_objective(self) -> bool:
         return len(self.metric) > 1
-
-    @property
-    def max_epochs(self) -> int:
-        """Longest a trial can run (the scheduler's max_t)."""
-        epochs = [p for p in self.params if p.name == "epochs"]
-        if epochs:
-            return int(epochs[0].high if epochs[0].type != "choice" else max(epochs[0].values))
-        from lvseg.config import CONFIGS
-
-        if "epochs" not in config_keys(self.recipe):
-            return 1  # an evaluation recipe (sam_prompts) reports once
-        return int(self.fixed.get("epochs", CONFIGS[self.recipe].epochs))
 
     def define_by_run(self, defaults: Mapping[str, Any] | None = None) -> DefineByRun:
         """Optuna define-by-run function: draws the active params, returns the fixed values
@@ -148,13 +137,9 @@ def parse_space(raw: Any, source: str = "space", text: str = "") -> SearchSpace:
         raise SpaceError(f"{source}: expected a mapping at the top level")
     _no_unknown(source, "top level", raw, TOP_KEYS)
     recipe = raw.get("recipe")
-    try:
-        accepted = config_keys(recipe)
-    except ConfigError:
-        from lvseg.config import CONFIGS
-
-        raise SpaceError(f"{source}: recipe: {recipe!r} is not a registered recipe; known: "
-                         f"{', '.join(CONFIGS)}") from None
+    if recipe not in RECIPES:
+        raise SpaceError(f"{source}: recipe: {recipe!r} is not a registered recipe; known: {', '.join(RECIPES)}")
+    accepted = config_keys(recipe)
     metric, mode = _objectives(source, raw)
     fixed = dict(raw.get("fixed") or {})
     accepted -= {"recipe", "data"}  # the recipe is named once; data is the top-level `data:`
@@ -172,7 +157,7 @@ def parse_space(raw: Any, source: str = "space", text: str = "") -> SearchSpace:
     space = SearchSpace(source, recipe, metric, mode, fixed, params, search, resources, raw.get("data"), text)
     _check_search(space)
     _check_against_recipe(space)
-    return space
+    return replace(space, max_epochs=_max_epochs(space))
 
 
 def _mapping(source: str, where: str, value: Any) -> dict[str, Any]:
@@ -276,7 +261,7 @@ def _check_search(space: SearchSpace) -> None:
             raise SpaceError(f"{space.source}: resources.{key}: expected a number >= 0, got {value!r}")
 
 
-def _check_against_recipe(space: SearchSpace) -> None:
+def _check_against_recipe(space: SearchSpace) -> list[tuple[dict[str, Any], Any]]:
     """Build a config with the fixed values and, one at a time, every choice and bound of every
     param: a value the recipe would reject fails here, before any trial starts; and so does a
     `metric:` that some of those configs would not report."""
@@ -294,6 +279,16 @@ def _check_against_recipe(space: SearchSpace) -> None:
                 raise SpaceError(f"{space.source}: params.{param.name}: value {value!r}: {message}") from None
     _check_metrics(space, configs)
     _check_device(space, configs)
+    return configs
+
+
+def _max_epochs(space: SearchSpace) -> int:
+    """The most epochs a drawn trial can run, by the recipe's count: over configs with every param
+    at its first example value and then, one param at a time, at each of its examples."""
+    recipe = get_recipe(space.recipe)
+    first = {"recipe": space.recipe, **space.fixed, **{p.name: p.examples()[0] for p in space.params}}
+    drawn = [first] + [{**first, p.name: value} for p in space.params for value in p.examples()]
+    return max(recipe.epochs(parse_config(config)) for config in drawn)
 
 
 def _check_device(space: SearchSpace, configs: list[tuple[dict[str, Any], Any]]) -> None:

@@ -31,7 +31,6 @@ from ray.tune import Checkpoint
 from lvseg.config import RecipeConfig, parse_config
 from lvseg.framestore import FrameStore, load_store
 from lvseg.recipes import get_recipe
-from lvseg.report import caveats
 from lvseg.status import COMPLETED, RUNNING, Status, failed, failed_from
 from lvseg.train import BEST, LAST, RunResult
 from search import tracking
@@ -182,11 +181,11 @@ def _reporter(config: RecipeConfig, context: TrialContext, journal: Journal, key
         if not context.artifacts:
             return []
         store = frame_store(context)
-        title = f"{context.search} - {'; '.join(caveats(config, store)) or 'EchoNet-Dynamic'} (val)"
+        title = f"{context.search} - {'; '.join(recipe.caveats(config, store)) or 'EchoNet-Dynamic'} (val)"
         return recipe.artifacts(config, store, workdir, title)
 
-    return EpochReporter(key, config.epochs, best, journal, lambda m, c: tune.report(m, checkpoint=c), workdir,
-                         artifacts)
+    return EpochReporter(key, recipe.epochs(config), best, journal, lambda m, c: tune.report(m, checkpoint=c),
+                         workdir, artifacts)
 
 
 def _unfinished(result: RunResult) -> Status | None:

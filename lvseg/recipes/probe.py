@@ -1,22 +1,54 @@
 """``dinov2_probe``: a frozen DINOv2 backbone with a trained head, on cached patch features.
 
 The backbone never runs during training: its features of every stored frame are computed once
-(lvseg.features) and each trial trains only the head on them."""
+(:mod:`lvseg.features`) and each trial trains only the head on them. Frames are resized whole to
+``image_size``, which must be a multiple of DINOv2's 14 px patch (the backbone would floor any
+other size to fewer patches without a word: 100 px gives 7x7).
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from lvseg.config import ProbeConfig
-from lvseg.features import load_features
+from lvseg.config import TrainConfig, check, choice
+from lvseg.features import feature_cache
+from lvseg.framecache import FrameCache
 from lvseg.framestore import FrameStore
 from lvseg.losses import channels
-from lvseg.models.heads import build_probe
-from lvseg.recipes.base import Recipe
-from lvseg.recipes.baseline import SPLITS, split_data
+from lvseg.models.dinov2 import PATCH, is_random
+from lvseg.models.heads import HEADS, build_probe
+from lvseg.recipes.base import SPLITS, TrainedRecipe, split_data
 from lvseg.train import SplitData, pick_device
+
+PROBE_LAYERS = (1, 4)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProbeConfig(TrainConfig):
+    """Frozen DINOv2 + a trained head. Defaults suit a head on cached features, not the reference."""
+
+    recipe: str = "dinov2_probe"
+    backbone: str = "tiny"
+    image_size: int = 224
+    head: str = "linear"
+    layers: int = 1
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    batch_size: int = 16
+    loss_reduction: str = "mean"
+    epochs: int = 10
+    best_by: str = "val_dice"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        choice(self, "head", HEADS)
+        choice(self, "layers", PROBE_LAYERS)
+        check(self, "image_size", self.image_size >= PATCH and self.image_size % PATCH == 0,
+              f"must be a positive multiple of the patch size {PATCH} (e.g. 224 or 448)")
 
 
 def feature_inputs(features: np.ndarray, videos: np.ndarray):
@@ -30,10 +62,21 @@ def feature_inputs(features: np.ndarray, videos: np.ndarray):
     return inputs
 
 
-class ProbeRecipe(Recipe):
+class ProbeRecipe(TrainedRecipe):
+    name = "dinov2_probe"
+    config = ProbeConfig
+    cache_keys = ("backbone", "image_size", "layers")
+
+    def caches(self, config: ProbeConfig, data: FrameStore) -> list[FrameCache]:
+        return [feature_cache(data, config.backbone, config.image_size, config.layers, pick_device(config.device))]
+
+    def caveats(self, config: ProbeConfig, data: FrameStore) -> list[str]:
+        random = [f"RANDOMLY initialised backbone ({config.backbone})"] if is_random(config.backbone) else []
+        return super().caveats(config, data) + random
+
     def build(self, config: ProbeConfig, data: FrameStore) -> tuple[nn.Module, dict[str, SplitData]]:
-        features = load_features(data, config.backbone, config.image_size, config.layers,
-                                 device=pick_device(config.device))
+        (cache,) = self.caches(config, data)
+        features = cache.load()
         mask_size = tuple(data.masks.shape[2:4])
         model = build_probe(config.head, channels=features.shape[2], out=channels(config.loss), mask_size=mask_size)
         return model, {s: split_data(data, s, lambda f, v: feature_inputs(features, v)) for s in SPLITS}

@@ -39,7 +39,7 @@ def test_train_from_a_config_file_end_to_end(small_store, tmp_path: Path, capsys
 
     config = tmp_path / "best.yaml"
     config.write_text("recipe: baseline\nmodel: tiny\noptimizer: adam\nlr: 3e-3\nbatch_size: 2\n"
-                      "loss_reduction: mean\nepochs: 2\nbn_refresh: true\nbest_by: val_dice\n")
+                      "loss_reduction: mean\nepochs: 2\nbest_by: val_dice\n")
     out = tmp_path / "run"
     root = small_store.info["root"]
     args = ["train", str(config), "--data", root, "--out", str(out), "--cache-dir", str(small_store.path.parent)]

@@ -4,7 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from lvseg.config import BaselineConfig, ConfigError, ProbeConfig, config_keys, load_config, parse_config
+from lvseg.config import ConfigError, config_keys, load_config, parse_config
+from lvseg.recipes.baseline import BaselineConfig
+from lvseg.recipes.probe import ProbeConfig
 
 
 def test_baseline_defaults_are_the_echonet_reference() -> None:

@@ -6,7 +6,7 @@ import torch
 import transformers
 
 from lvseg.config import parse_config
-from lvseg.features import feature_path, load_features
+from lvseg.features import feature_cache, load_features
 from lvseg.models import dinov2
 from lvseg.recipes import get_recipe
 
@@ -20,7 +20,7 @@ def test_cached_features_equal_the_backbone_output(small_store) -> None:
 
 
 def test_key_changes_with_every_ingredient(small_store) -> None:
-    paths = {feature_path(b, s, n, small_store) for b, s, n in
+    paths = {feature_cache(small_store, b, s, n).path for b, s, n in
              [("tiny", 112, 1), ("tiny", 224, 1), ("tiny", 112, 4), ("random-small", 112, 1)]}
     assert len(paths) == 4
 
@@ -68,7 +68,7 @@ def test_missing_model_is_an_error_before_any_work(small_store, tmp_path) -> Non
 def test_a_truncated_feature_cache_is_rebuilt(small_store, caplog) -> None:
     features = load_features(small_store, "tiny", 112, 1, progress=False)
     expected = np.array(features)
-    values = feature_path("tiny", 112, 1, small_store) / "values.npy"
+    values = feature_cache(small_store, "tiny", 112, 1).path / "values.npy"
     with values.open("r+b") as handle:
         handle.truncate(values.stat().st_size - 100)
     with caplog.at_level("WARNING"):

@@ -32,7 +32,7 @@ def test_cached_embedding_predicts_exactly_like_set_image(small_store) -> None:
 
 
 def test_embedding_cache_holds_every_frame(small_store) -> None:
-    embeddings = load_embeddings(small_store, "tiny", progress=False)
+    embeddings = load_embeddings(small_store, "tiny", None, progress=False)
     assert embeddings.dtype == np.float16 and embeddings.shape == (len(small_store), 2, 64, 16, 16)
     direct = embed(build_sam("tiny", None), np.array(small_store.images[2]))
     np.testing.assert_allclose(embeddings[2].astype(np.float32), direct.numpy(), atol=2e-2, rtol=1e-2)

@@ -91,7 +91,7 @@ def _space(tmp_path: Path, samples: int = 2, epochs: int = EPOCHS, concurrency: 
     """A tiny baseline search (about a second an epoch on one core)."""
     raw = {"recipe": "baseline",
            "fixed": {"model": "tiny", "epochs": epochs, "batch_size": 2, "optimizer": "adam", "loss_reduction": "mean",
-                     "bn_refresh": True, "best_by": "val_dice"},
+                     "best_by": "val_dice"},
            "params": {"lr": {"type": "loguniform", "low": 1e-3, "high": 1e-2}},
            "search": {"sampler": "random", "scheduler": "fifo", "samples": samples, "concurrency": concurrency,
                       "seed": 0},
