@@ -76,6 +76,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(f"reports in {out}: metrics.json, *_per_video_dice.csv, *_dice_histogram.png, overlay.png")
     for note in metrics["caveats"]:
         print(f"NOTE: {note} - these numbers are not a result.")
+    for warning in metrics["warnings"]:
+        print(f"WARNING: {warning}")
 
 
 def cmd_synth(args: argparse.Namespace) -> None:
