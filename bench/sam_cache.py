@@ -40,7 +40,7 @@ class EncoderPerFrame:
 
 
 class UncachedSam(SamPromptsRecipe):
-    def embeddings(self, config, data, device: torch.device):
+    def embeddings(self, config, data):
         return EncoderPerFrame(config, data)
 
 

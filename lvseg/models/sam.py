@@ -158,3 +158,69 @@ def set_embedding(predictor: Any, embedding: np.ndarray, original_size: tuple[in
     predictor.input_size = predictor.transform.get_preprocess_shape(*original_size, predictor.transform.target_length)
     predictor.features = torch.as_tensor(np.asarray(embedding, dtype=np.float32), device=predictor.device)[None]
     predictor.is_image_set = True
+
+
+class PromptedDecoder(torch.nn.Module):
+    """SAM's prompt encoder and mask decoder on cached image embeddings, batched over frames, with
+    one mask per frame (SAM's single-mask output) as logits at the frame's size: what the
+    ``sam_decoder`` recipe fine-tunes.
+
+    ``forward(embeddings, points, labels, boxes)``: embeddings float (B, C, h, w); points float
+    (B, P, 2) as (x, y) in the model's input frame (see :func:`prompt_arrays`), P may be 0; labels
+    int (B, P), 1 = LV, 0 = background; boxes float (B, 4) XYXY in the input frame, or (B, 0) for
+    none. Returns logits (B, ``out_channels``, H, W) (two channels: [0, z] for softmax losses).
+    """
+
+    def __init__(self, sam: Sam, frame_size: tuple[int, int], out_channels: int) -> None:
+        super().__init__()
+        from segment_anything.utils.transforms import ResizeLongestSide
+
+        self.prompt_encoder, self.mask_decoder = sam.prompt_encoder, sam.mask_decoder
+        self.image_size = sam.image_encoder.img_size
+        self.input_size = ResizeLongestSide(self.image_size).get_preprocess_shape(*frame_size, self.image_size)
+        self.frame_size, self.out_channels = frame_size, out_channels
+
+    def forward(self, embeddings: torch.Tensor, points: torch.Tensor, labels: torch.Tensor,
+                boxes: torch.Tensor) -> torch.Tensor:
+        sparse, dense = self.prompt_encoder(points=(points, labels) if points.shape[1] else None,
+                                            boxes=boxes if boxes.shape[1] else None, masks=None)
+        low_res = decode_batch(self.mask_decoder, embeddings, self.prompt_encoder.get_dense_pe(), sparse, dense)
+        # SAM's postprocess_masks: to the padded input size, crop the padding, to the frame's size
+        logits = torch.nn.functional.interpolate(low_res, (self.image_size, self.image_size), mode="bilinear",
+                                                 align_corners=False)
+        logits = logits[..., :self.input_size[0], :self.input_size[1]]
+        logits = torch.nn.functional.interpolate(logits, self.frame_size, mode="bilinear", align_corners=False)
+        return logits if self.out_channels == 1 else torch.cat([torch.zeros_like(logits), logits], dim=1)
+
+
+def decode_batch(decoder: Any, embeddings: torch.Tensor, image_pe: torch.Tensor, sparse: torch.Tensor,
+                 dense: torch.Tensor) -> torch.Tensor:
+    """``MaskDecoder(..., multimask_output=False)`` for B frames with one prompt each: (B, 1, 4h, 4w)
+    low-resolution mask logits. SAM's own decoder repeats one image's embedding for each of several
+    prompts, so a batch of images would be crossed with every prompt; here frame i meets prompt i."""
+    tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
+    tokens = torch.cat([tokens.unsqueeze(0).expand(sparse.size(0), -1, -1), sparse], dim=1)
+    src = embeddings + dense
+    b, c, h, w = src.shape
+    hs, src = decoder.transformer(src, image_pe.expand(b, -1, -1, -1), tokens)
+    upscaled = decoder.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
+    hyper = decoder.output_hypernetworks_mlps[0](hs[:, 1, :])  # the single-mask token
+    b, c, h, w = upscaled.shape
+    return (hyper.unsqueeze(1) @ upscaled.reshape(b, c, h * w)).reshape(b, 1, h, w)
+
+
+def prompt_arrays(prompts: list[Any], frame_size: tuple[int, int], image_size: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stack per-frame prompts (one strategy: the same number of points, a box or none) into
+    points float32 (N, P, 2), labels int64 (N, P) and boxes float32 (N, 4) or (N, 0), with the
+    coordinates moved into the model's input frame as SamPredictor does."""
+    from segment_anything.utils.transforms import ResizeLongestSide
+
+    transform = ResizeLongestSide(image_size)
+    points = np.stack([transform.apply_coords(np.asarray(p.points, float).reshape(-1, 2), frame_size)
+                       for p in prompts]).astype(np.float32)
+    labels = np.stack([np.asarray(p.labels, np.int64) for p in prompts])
+    has_box = prompts[0].box is not None
+    boxes = (np.stack([transform.apply_boxes(np.asarray(p.box, float)[None], frame_size)[0] for p in prompts])
+             if has_box else np.zeros((len(prompts), 0))).astype(np.float32)
+    return points, labels, boxes

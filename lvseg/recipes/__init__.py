@@ -11,10 +11,12 @@ from __future__ import annotations
 from lvseg.recipes.base import Recipe, TrainedRecipe
 from lvseg.recipes.baseline import BaselineRecipe
 from lvseg.recipes.probe import ProbeRecipe
+from lvseg.recipes.sam_decoder import SamDecoderRecipe
 from lvseg.recipes.sam_prompts import SamPromptsRecipe
 from lvseg.registry import lookup
 
-RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (BaselineRecipe(), ProbeRecipe(), SamPromptsRecipe())}
+RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (
+    BaselineRecipe(), ProbeRecipe(), SamPromptsRecipe(), SamDecoderRecipe())}
 
 
 def get_recipe(name: str) -> Recipe:

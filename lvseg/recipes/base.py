@@ -118,7 +118,11 @@ class TrainedRecipe(Recipe):
         model, splits = self.build(config, data)
         trainer = Trainer(model, config, splits["train"], splits["val"], workdir_for(config, workdir),
                           self.trainable(model))
-        return trainer.fit(report, resume=resume)
+        return trainer.fit(self.reporting(trainer, splits, report), resume=resume)
+
+    def reporting(self, trainer: Trainer, splits: dict[str, SplitData], report: Report | None) -> Report | None:
+        """The callback each epoch reports to: ``report`` itself, unless the recipe adds figures."""
+        return report
 
     def artifacts(self, config: TrainConfig, data: FrameStore, workdir: Path, title: str) -> list[Path]:
         """Validation overlay of the best epoch."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -158,8 +159,7 @@ class SamPromptsRecipe(Recipe):
 
     def predict(self, config: SamPromptsConfig, data: FrameStore) -> tuple[np.ndarray, list[Prompt], FrameSet]:
         """Predicted bool (N, H, W) masks and the prompts that produced them, ES then ED per video."""
-        (cache,) = self.caches(config, data)
-        embeddings = cache.load()
+        embeddings = self.embeddings(config, data)
         sam = predictor(build_sam(config.model, config.checkpoint).to(pick_device(config.device)))
         prompts, frames, priors = split_prompts(config, data, config.split, np.random.default_rng(config.seed))
         videos = np.repeat(data.video_indices(config.split), 2)
@@ -172,6 +172,11 @@ class SamPromptsRecipe(Recipe):
                 box=prompt.box, multimask_output=config.multimask)
             predicted[i] = masks[MASK_CHOICES[config.mask_choice](masks, scores, priors[frames.phases[i]])]
         return predicted, prompts, frames
+
+    def embeddings(self, config: SamPromptsConfig, data: FrameStore) -> Any:
+        """(V, 2, C, h, w) image embeddings indexable by [video, phase]: the cache."""
+        (cache,) = self.caches(config, data)
+        return cache.load()
 
     def measure(self, config: SamPromptsConfig, predicted: np.ndarray, frames: FrameSet) -> dict[str, float]:
         counts = overlap_counts(predicted, frames.masks)

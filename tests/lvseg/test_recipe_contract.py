@@ -17,6 +17,7 @@ FAST: dict[str, dict] = {  # small, quick configs of every recipe
     "baseline": dict(model="tiny", optimizer="adam", lr=3e-3, batch_size=2, loss_reduction="mean", epochs=2),
     "dinov2_probe": dict(backbone="tiny", image_size=112, epochs=2),
     "sam_prompts": dict(model="tiny", strategy="box"),
+    "sam_decoder": dict(model="tiny", strategy="box_center", epochs=2, batch_size=2),
 }
 
 

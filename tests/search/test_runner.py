@@ -209,3 +209,20 @@ def test_the_demo_fails_when_a_demo_search_fails(ray_local, tmp_path: Path, monk
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     assert demo.run_demo(tmp_path / "out", uri, tmp_path / "runs") == 1
     assert "did not run to its end (failed: 1 of 1 trials failed" in capsys.readouterr().out
+
+
+def test_the_sam_decoder_demo_space_searches_exports_and_retrains_to_the_same_dice(
+        ray_local, synthetic_root: Path, tmp_path: Path) -> None:
+    from search.space import load_space
+
+    space = load_space(Path(__file__).parents[2] / "spaces" / "demo" / "sam_decoder.yaml")
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    summary = run_search(space, str(synthetic_root), "decoder", samples=2, tracking_uri=uri,
+                         storage=tmp_path / "runs", cache_dir=tmp_path / "cache")
+    assert summary["exit_code"] == 0
+    best = next(row for row in summary["rows"] if row["status"].kind == "completed")
+    assert lvsearch_main(["export", "decoder", "--out", str(tmp_path / "best.yaml"), "--tracking-uri", uri]) == 0
+    assert lvseg_main(["train", str(tmp_path / "best.yaml"), "--out", str(tmp_path / "retrained"), "--cache-dir",
+                       str(tmp_path / "cache")]) == 0
+    retrained = json.loads((tmp_path / "retrained" / "metrics.json").read_text())
+    assert retrained["val_dice"] == pytest.approx(best["score"], abs=1e-6)
