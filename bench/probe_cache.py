@@ -15,8 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
+from benchlib import timed_trial, with_inputs
 
 from lvseg.config import parse_config
 from lvseg.features import load_features
@@ -25,7 +25,6 @@ from lvseg.models import dinov2
 from lvseg.recipes import get_recipe
 from lvseg.recipes.probe import ProbeRecipe
 from lvseg.synth import write_synthetic
-from lvseg.train import SplitData
 
 BACKBONE = "random-small"
 
@@ -36,21 +35,13 @@ class UncachedProbe(ProbeRecipe):
     def build(self, config, data):
         model, splits = super().build(config, data)
         backbone = dinov2.load_backbone(config.backbone)
-        for split, split_data in splits.items():
+
+        def make(split: str, _) -> object:
             images = data.frames(split).images
+            return lambda index: dinov2.patch_features(backbone, torch.from_numpy(images[index]), config.image_size,
+                                                       config.layers)
 
-            def inputs(index: np.ndarray, images: np.ndarray = images) -> torch.Tensor:
-                batch = torch.from_numpy(images[index])
-                return dinov2.patch_features(backbone, batch, config.image_size, config.layers)
-
-            splits[split] = SplitData(inputs, split_data.masks, split_data.phases, split_data.ef)
-        return model, splits
-
-
-def timed_trial(recipe, config, store, workdir: Path) -> tuple[float, float]:
-    started = time.perf_counter()
-    result = recipe(config, store, workdir=workdir)
-    return time.perf_counter() - started, result.best["val_dice"]
+        return model, with_inputs(splits, make)
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from benchlib import timed_trial, with_inputs
 
 from lvseg.config import parse_config
 from lvseg.embeddings import load_embeddings
@@ -39,21 +40,12 @@ class EncoderPerBatch(SamDecoderRecipe):
     def build(self, config, data):
         model, splits = super().build(config, data)
         sam = build_sam(config.model, config.checkpoint)
-        for split, split_data in splits.items():
+
+        def make(split: str, cached: SplitData) -> object:
             images = data.frames(split).images
+            return lambda index: (embed(sam, np.asarray(images[index])), *cached.inputs(index)[1:])
 
-            def inputs(index: np.ndarray, images=images, cached=split_data.inputs) -> tuple[torch.Tensor, ...]:
-                _, *prompts = cached(index)
-                return (embed(sam, np.asarray(images[index])), *prompts)
-
-            splits[split] = SplitData(inputs, split_data.masks, split_data.phases, split_data.ef)
-        return model, splits
-
-
-def timed_trial(recipe, config, store, workdir: Path) -> tuple[float, float]:
-    started = time.perf_counter()
-    result = recipe(config, store, workdir=workdir)
-    return time.perf_counter() - started, result.best["val_dice"]
+        return model, with_inputs(splits, make)
 
 
 def main() -> None:
