@@ -13,6 +13,18 @@ from lvseg.synth import write_synthetic
 from lvseg.video import write_video
 
 FILELIST_HEADER = "FileName,EF,ESV,EDV,FrameHeight,FrameWidth,FPS,NumberOfFrames,Split"
+FAST_CONFIGS: dict[str, dict] = {  # small, quick configs of every recipe (the contract test checks all are here)
+    "baseline": dict(model="tiny", optimizer="adam", lr=3e-3, batch_size=2, loss_reduction="mean", epochs=2),
+    "dinov2_probe": dict(backbone="tiny", image_size=112, epochs=2),
+    "sam_prompts": dict(model="tiny", strategy="box"),
+    "sam_decoder": dict(model="tiny", strategy="box_center", epochs=2, batch_size=2),
+}
+
+
+@pytest.fixture(scope="session")
+def fast_configs() -> dict[str, dict]:
+    """Every recipe's fast config (without its ``recipe`` key)."""
+    return FAST_CONFIGS
 
 
 @pytest.fixture(scope="session")

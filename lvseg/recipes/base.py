@@ -35,12 +35,22 @@ from torch import nn
 
 from lvseg.config import RecipeConfig, TrainConfig
 from lvseg.framecache import FrameCache
-from lvseg.framestore import FrameStore
+from lvseg.framestore import FrameSet, FrameStore
+from lvseg.metrics import overlap_counts, per_video_dice
 from lvseg.report import overlay
 from lvseg.train import BEST, EPOCH_METRICS, Report, RunResult, SplitData, Trainer
 
 SYNTHETIC = "SYNTHETIC data (lvseg synth): cartoons, not echocardiograms"
 SPLITS = ("train", "val", "test")
+PER_VIDEO = "per_video.csv"  # artifact: per-video Dice and counts of the split a run is judged on
+
+
+def write_per_video(frames: FrameSet, predicted: np.ndarray, folder: Path) -> Path:
+    """The per-video table (:func:`lvseg.metrics.per_video_dice`) of ``predicted`` on ``frames``:
+    what paired comparisons of runs and per-video plots are computed from."""
+    path = folder / PER_VIDEO
+    per_video_dice(frames.videos, frames.phases, overlap_counts(predicted, frames.masks)).to_csv(path, index=False)
+    return path
 
 
 class Recipe(ABC):
@@ -125,11 +135,11 @@ class TrainedRecipe(Recipe):
         return report
 
     def artifacts(self, config: TrainConfig, data: FrameStore, workdir: Path, title: str) -> list[Path]:
-        """Validation overlay of the best epoch."""
+        """Validation overlay and per-video table of the best epoch."""
         _, predicted = self.evaluate(config, workdir / BEST, data, "val")
         frames = data.frames("val")
         overlay(frames.images, predicted, frames.masks, frames.videos, workdir / "overlay.png", title)
-        return [workdir / "overlay.png"]
+        return [workdir / "overlay.png", write_per_video(frames, predicted, workdir)]
 
     def evaluate(self, config: TrainConfig, checkpoint: Path | None, data: FrameStore,
                  split: str) -> tuple[dict[str, float], np.ndarray]:

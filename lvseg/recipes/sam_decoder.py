@@ -28,7 +28,7 @@ from lvseg.framecache import FrameCache
 from lvseg.framestore import FrameStore
 from lvseg.losses import channels
 from lvseg.models.sam import PromptedDecoder, build_sam, prompt_arrays
-from lvseg.recipes.base import SPLITS, TrainedRecipe
+from lvseg.recipes.base import SPLITS, TrainedRecipe, write_per_video
 from lvseg.recipes.sam_prompts import SamSettings, sam_caveats, split_prompts
 from lvseg.report import overlay
 from lvseg.train import BEST, EPOCH_METRICS, Report, SplitData, Trainer, pick_device
@@ -111,12 +111,12 @@ class SamDecoderRecipe(TrainedRecipe):
         return lambda metrics: report({**metrics, ZERO_SHOT: zero_shot})
 
     def artifacts(self, config: SamDecoderConfig, data: FrameStore, workdir: Path, title: str) -> list[Path]:
-        """Validation overlay of the best epoch, with the prompts drawn."""
+        """Validation overlay of the best epoch (with the prompts drawn) and its per-video table."""
         _, predicted = self.evaluate(config, workdir / BEST, data, "val")
         prompts, frames, _ = split_prompts(config, data, "val", np.random.default_rng([config.seed, 1]))
         overlay(frames.images, predicted, frames.masks, frames.videos, workdir / "overlay.png", title,
                 prompts=prompts)
-        return [workdir / "overlay.png"]
+        return [workdir / "overlay.png", write_per_video(frames, predicted, workdir)]
 
 
 def _no_prompts() -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -36,7 +36,7 @@ from lvseg.prompts import (
     make_prompt,
     train_priors,
 )
-from lvseg.recipes.base import Recipe, workdir_for
+from lvseg.recipes.base import PER_VIDEO, Recipe, workdir_for, write_per_video
 from lvseg.report import dice_histogram, overlay
 from lvseg.status import COMPLETED, stopped
 from lvseg.train import Report, RunResult, pick_device
@@ -197,9 +197,10 @@ class SamPromptsRecipe(Recipe):
                        f"whole heart {metrics['whole_heart_fraction']:.0%}")
         overlay(frames.images, predicted, frames.masks, frames.videos, workdir / "overlay.png", title,
                 prompts=prompts)
+        write_per_video(frames, predicted, workdir)
 
     def artifacts(self, config: SamPromptsConfig, data: FrameStore, workdir: Path, title: str) -> list[Path]:
-        return [workdir / "overlay.png", workdir / "dice_histogram.png"]
+        return [workdir / "overlay.png", workdir / "dice_histogram.png", workdir / PER_VIDEO]
 
     def evaluate(self, config: SamPromptsConfig, checkpoint: Path | None, data: FrameStore,
                  split: str) -> tuple[dict[str, float], np.ndarray]:

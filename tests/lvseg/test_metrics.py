@@ -5,10 +5,12 @@ import pytest
 
 from lvseg.metrics import (
     bootstrap_pooled_dice,
+    counts_from_table,
     dice,
     dice_from_counts,
     iou,
     overlap_counts,
+    paired_dice_difference,
     per_video_dice,
     pooled_dice,
     summarise,
@@ -57,11 +59,38 @@ def test_bootstrap_interval_is_deterministic_and_brackets_the_estimate() -> None
     assert bootstrap_pooled_dice(counts, samples=2000, seed=1) == (estimate, low, high)
 
 
-def test_bootstrap_rejects_no_images_and_bad_levels() -> None:
-    with pytest.raises(ValueError, match="no images"):
+def test_bootstrap_rejects_no_videos_odd_frames_and_bad_levels() -> None:
+    with pytest.raises(ValueError, match="no videos"):
         bootstrap_pooled_dice(np.zeros((0, 3), np.int64))
+    with pytest.raises(ValueError, match="two frames"):
+        bootstrap_pooled_dice(np.ones((3, 3), np.int64))
     with pytest.raises(ValueError, match="level"):
-        bootstrap_pooled_dice(np.ones((3, 3), np.int64), level=1.5)
+        bootstrap_pooled_dice(np.ones((4, 3), np.int64), level=1.5)
+
+
+def test_bootstrap_resamples_videos_not_frames() -> None:
+    """ES and ED of one video move together. The same frames, paired alike (a good heart's two
+    frames both good) or paired across hearts, resampled by frame would give one interval; by
+    video, the alike pairs vary more and give the wider one."""
+    rng = np.random.default_rng(3)
+    videos = np.stack([rng.integers(20, 90, 100), np.full(100, 100), np.full(100, 100)], 1)
+    frames = np.repeat(videos, 2, axis=0)  # each video's ES and ED alike
+    _, low, high = bootstrap_pooled_dice(frames, samples=4000, seed=0)
+    halves = frames.copy()
+    halves[1::2] = frames[::-1][0::2]  # break the pairing: ED from another heart
+    _, paired_low, paired_high = bootstrap_pooled_dice(halves, samples=4000, seed=0)
+    assert high - low > paired_high - paired_low
+
+
+def test_paired_difference_tells_equal_from_better() -> None:
+    rng = np.random.default_rng(4)
+    traced = rng.integers(80, 120, 400)
+    good = np.stack([traced - rng.integers(0, 10, 400), traced, traced], 1)
+    worse = np.stack([good[:, 0] - rng.integers(5, 15, 400), traced, traced], 1)
+    same, low, high = paired_dice_difference(good, good.copy(), samples=2000)
+    assert same == 0 and low <= 0 <= high
+    difference, low, high = paired_dice_difference(good, worse, samples=2000)
+    assert difference > 0 and low > 0
 
 
 def test_summarise_reports_pooled_per_phase_and_mean() -> None:
@@ -72,8 +101,16 @@ def test_summarise_reports_pooled_per_phase_and_mean() -> None:
     assert result["val_dice_es"] == pytest.approx(2 * 28 / 60)
     assert result["val_dice_ed"] == pytest.approx(2 * 5 / 26)
     assert result["val_dice_mean"] == pytest.approx((0.8 + 0 + 1 + 0.5) / 4)
-    assert set(result) == {"val_dice", "val_dice_es", "val_dice_ed", "val_dice_mean", "val_iou_mean"}
+    assert result["val_dice_ci_low"] < result["val_dice"] < result["val_dice_ci_high"]
+    assert set(result) == {"val_dice", "val_dice_ci_low", "val_dice_ci_high", "val_dice_es", "val_dice_ed",
+                           "val_dice_mean", "val_iou_mean"}
     assert set(result) == summary_keys("val_")
+
+
+def test_the_per_video_table_gives_the_counts_back() -> None:
+    counts = np.array([[8, 10, 10], [0, 0, 6], [20, 20, 20], [5, 10, 10]])
+    table = per_video_dice(np.array(["b", "b", "a", "a"]), np.array(["ES", "ED", "ES", "ED"]), counts)
+    np.testing.assert_array_equal(counts_from_table(table), counts)
 
 
 def test_per_video_table_has_one_row_per_video_in_order() -> None:

@@ -1,5 +1,5 @@
 """The recipe contract (lvseg/recipes/base.py), tested once for every registered recipe, end to end on
-synthetic data: a new recipe is tested by adding its fast config below."""
+synthetic data: a new recipe is tested by adding its fast config to tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -13,20 +13,14 @@ from lvseg.recipes import RECIPES, get_recipe
 from lvseg.recipes.base import SYNTHETIC
 from lvseg.train import LAST
 
-FAST: dict[str, dict] = {  # small, quick configs of every recipe
-    "baseline": dict(model="tiny", optimizer="adam", lr=3e-3, batch_size=2, loss_reduction="mean", epochs=2),
-    "dinov2_probe": dict(backbone="tiny", image_size=112, epochs=2),
-    "sam_prompts": dict(model="tiny", strategy="box"),
-    "sam_decoder": dict(model="tiny", strategy="box_center", epochs=2, batch_size=2),
-}
+
+def test_every_recipe_has_a_fast_config(fast_configs: dict) -> None:
+    assert set(fast_configs) == set(RECIPES)
 
 
-def test_every_recipe_has_a_fast_config_here() -> None:
-    assert set(FAST) == set(RECIPES)
-
-
-def _config(name: str):
-    return parse_config({"recipe": name, **FAST[name]})
+@pytest.fixture
+def config_of(fast_configs: dict):
+    return lambda name: parse_config({"recipe": name, **fast_configs[name]})
 
 
 @pytest.fixture(params=sorted(RECIPES))
@@ -34,9 +28,9 @@ def name(request) -> str:
     return request.param
 
 
-def test_a_run_reports_every_epoch_with_the_declared_keys_and_writes_its_artifacts(name: str, small_store,
+def test_a_run_reports_every_epoch_with_the_declared_keys_and_writes_its_artifacts(name: str, config_of, small_store,
                                                                                    tmp_path: Path) -> None:
-    recipe, config = get_recipe(name), _config(name)
+    recipe, config = get_recipe(name), config_of(name)
     reports: list[dict] = []
     result = recipe(config, small_store, report=reports.append, workdir=tmp_path)
     assert result.status.kind == "completed"
@@ -47,17 +41,18 @@ def test_a_run_reports_every_epoch_with_the_declared_keys_and_writes_its_artifac
     assert pictures and all(p.read_bytes()[:4] == b"\x89PNG" for p in pictures)
 
 
-def test_raising_in_report_stops_the_run_cleanly(name: str, small_store, tmp_path: Path) -> None:
+def test_raising_in_report_stops_the_run_cleanly(name: str, config_of, small_store, tmp_path: Path) -> None:
     def stop(metrics: dict) -> None:
         raise RuntimeError("enough")
 
-    result = get_recipe(name)(_config(name), small_store, report=stop, workdir=tmp_path)
+    result = get_recipe(name)(config_of(name), small_store, report=stop, workdir=tmp_path)
     assert str(result.status) == "stopped at epoch 1: RuntimeError: enough" and len(result.history) == 1
 
 
 @pytest.mark.parametrize("trained", sorted(n for n, r in RECIPES.items() if r.trains))
-def test_a_trained_run_resumes_to_the_numbers_of_an_unbroken_one(trained: str, small_store, tmp_path: Path) -> None:
-    recipe, config = get_recipe(trained), _config(trained)
+def test_a_trained_run_resumes_to_the_numbers_of_an_unbroken_one(trained: str, config_of, small_store,
+                                                                 tmp_path: Path) -> None:
+    recipe, config = get_recipe(trained), config_of(trained)
     unbroken = recipe(config, small_store, workdir=tmp_path / "unbroken")
 
     def stop_after_one(metrics: dict) -> None:
@@ -72,8 +67,8 @@ def test_a_trained_run_resumes_to_the_numbers_of_an_unbroken_one(trained: str, s
     assert strip == [{k: v for k, v in h.items() if k != "seconds"} for h in unbroken.history]
 
 
-def test_evaluate_gives_split_metrics_and_masks(name: str, small_store, tmp_path: Path) -> None:
-    recipe, config = get_recipe(name), _config(name)
+def test_evaluate_gives_split_metrics_and_masks(name: str, config_of, small_store, tmp_path: Path) -> None:
+    recipe, config = get_recipe(name), config_of(name)
     result = recipe(config, small_store, workdir=tmp_path)
     metrics, predicted = recipe.evaluate(config, result.checkpoint, small_store, "test")
     masks = small_store.frames("test").masks
@@ -81,8 +76,8 @@ def test_evaluate_gives_split_metrics_and_masks(name: str, small_store, tmp_path
     assert 0 <= metrics["test_dice"] <= 1 and all(k.startswith("test_") for k in metrics)
 
 
-def test_caches_and_caveats(name: str, small_store) -> None:
-    recipe, config = get_recipe(name), _config(name)
+def test_caches_and_caveats(name: str, config_of, small_store) -> None:
+    recipe, config = get_recipe(name), config_of(name)
     assert SYNTHETIC in recipe.caveats(config, small_store)
     for cache in recipe.caches(config, small_store):
         assert cache.nbytes == int(np.prod(cache.shape)) * 2 * 2 * len(small_store)

@@ -35,8 +35,9 @@ def test_every_baseline_model_trains_an_epoch(small_store, tmp_path: Path, model
 
 @pytest.mark.parametrize("loss", sorted(LOSSES))
 @pytest.mark.parametrize("recipe", [name for name, recipe in RECIPES.items() if recipe.trains])
-def test_every_loss_trains_in_every_recipe(small_store, tmp_path: Path, recipe: str, loss: str) -> None:
-    base = FAST_BASELINE if recipe == "baseline" else {"recipe": recipe, "backbone": "tiny", "image_size": 112}
+def test_every_loss_trains_in_every_recipe(small_store, fast_configs: dict, tmp_path: Path, recipe: str,
+                                          loss: str) -> None:
+    base = {"recipe": recipe, **fast_configs[recipe]}
     result, reports = _run(small_store, tmp_path, **{**base, "loss": loss, "epochs": 2})
     assert result.status.kind == "completed" and len(reports) == 2
     declared = get_recipe(recipe).metric_keys(parse_config({**base, "loss": loss}))

@@ -120,9 +120,14 @@ def _start(args: list[str], tmp_path: Path, log: str = "run.log", env: dict | No
                             env=env or _env(tmp_path))
 
 
+def _read(path: Path) -> str:
+    """A console log: libraries (OpenCV's decoders, Ray's C++ core) may write any bytes to it."""
+    return path.read_text(errors="replace")
+
+
 def _finish(process: subprocess.Popen, tmp_path: Path, log: str = "run.log", timeout: float = 300) -> tuple[int, str]:
     code = process.wait(timeout)
-    return code, (tmp_path / log).read_text()
+    return code, _read(tmp_path / log)
 
 
 def _wait_for(condition, timeout: float = 180, what: str = "") -> None:
@@ -246,7 +251,7 @@ def test_a_signal_ends_every_run_and_resume_finishes_the_search(signum: int, cod
     name = f"signal-{signum}"
     args = _args(_space(tmp_path, samples=3), synthetic_root, server.uri, tmp_path, shared_cache, name)
     run = _start(args, tmp_path)
-    _wait_for(lambda: (tmp_path / "run.log").read_text().count(" completed\n") >= 1 or run.poll() is not None,
+    _wait_for(lambda: _read(tmp_path / "run.log").count(" completed\n") >= 1 or run.poll() is not None,
               what="the first trial to complete")
     run.send_signal(signum)
     exit_code, output = _finish(run, tmp_path)
@@ -310,11 +315,11 @@ def test_a_tracking_outage_mid_search_loses_and_doubles_nothing(synthetic_root: 
                  shared_cache, "outage")
     run = _start(args, tmp_path, env={**_env(tmp_path), "LVSEARCH_TRACKING_WAIT_S": "60"})
     try:
-        _wait_for(lambda: "epoch 1/" in (tmp_path / "run.log").read_text() or run.poll() is not None,
+        _wait_for(lambda: "epoch 1/" in _read(tmp_path / "run.log") or run.poll() is not None,
                   what="the first epoch")
         server.kill()
         down = time.time()
-        _wait_for(lambda: (tmp_path / "run.log").read_text().count("epoch 4/") >= 2 or run.poll() is not None,
+        _wait_for(lambda: _read(tmp_path / "run.log").count("epoch 4/") >= 2 or run.poll() is not None,
                   what="two trials training on through the outage")
         server.start()
         up = time.time()
@@ -339,7 +344,7 @@ def test_a_server_down_at_the_end_is_synced_later(synthetic_root: Path, shared_c
     env = {**_env(tmp_path), "LVSEARCH_TRACKING_WAIT_S": "2"}
     run = _start(args, tmp_path, env=env)
     try:
-        _wait_for(lambda: "epoch 1/" in (tmp_path / "run.log").read_text() or run.poll() is not None,
+        _wait_for(lambda: "epoch 1/" in _read(tmp_path / "run.log") or run.poll() is not None,
                   what="the first epoch")
         server.kill()
         code, output = _finish(run, tmp_path)
@@ -362,7 +367,7 @@ def test_a_driver_killed_with_sigkill_is_reported_and_resumed(server: Server, sy
     env = _env(tmp_path)
     args = _args(_space(tmp_path, samples=3, epochs=3), synthetic_root, server.uri, tmp_path, shared_cache, "sigkill")
     run = _start(args, tmp_path, env=env)
-    _wait_for(lambda: (tmp_path / "run.log").read_text().count(" completed\n") >= 1 or run.poll() is not None,
+    _wait_for(lambda: _read(tmp_path / "run.log").count(" completed\n") >= 1 or run.poll() is not None,
               what="the first trial to complete")
     run.send_signal(signal.SIGKILL)
     run.wait(30)
