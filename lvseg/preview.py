@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless: no display on servers or CI
-import matplotlib.pyplot as plt
 import numpy as np
 
 from lvseg.framestore import FrameStore
+from lvseg.report import pyplot
 
 
 def write_preview(store: FrameStore, out: str | Path, videos: int = 6, title: str = "") -> Path:
     """Plot the ES and ED frames of the first ``videos`` videos with the traced LV outlined."""
+    plt = pyplot()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     count = min(videos, len(store))

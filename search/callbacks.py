@@ -1,9 +1,10 @@
-"""Driver-side Tune callbacks: close each trial's MLflow run with its true status, keep the search's
-heartbeat, and print progress.
+"""The driver's tracking callback: close each trial's MLflow run with its true status, deliver what
+trials journal, and keep the search's heartbeat (the console is search/console.py).
 
 Only the driver sees why a trial ended (finished, stopped by the scheduler, its worker died), so
 it writes the final status, through the trial's own journal so that it lands after everything the
-trial logged; the trial itself logs params, metrics and artifacts as it goes.
+trial logged. Trials append params, metrics and artifacts to their journals as they go; the driver
+delivers those to the tracking store every DELIVER_S.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from typing import Any
 from ray.tune import Callback
 
 from lvseg.status import Status, failed
-from search import tracking
+from search import tags
 from search.journal import SEARCH, Journal
 from search.results import final_status
 from search.space import TRIAL_NUMBER
 
+DELIVER_S = 1.0  # how often the driver sends what trials have journaled
 WORKER_DIED = ("ActorDiedError", "RayActorError", "WorkerCrashedError", "NodeDiedError", "ActorUnavailableError",
                "died unexpectedly", "OutOfMemoryError")
 
@@ -42,10 +44,22 @@ class TrackingCallback(Callback):
         self.journal_dir, self.uri, self.parent_run_id, self.search = Path(journal_dir), uri, parent_run_id, search
         self.started: set[str] = set()
         self.statuses: dict[str, Status] = {}
-        self.beat_at = 0.0
+        self.journals: dict[str, Journal] = {}
+        self.beat_at = self.delivered_at = 0.0
 
     def journal(self, writer: str) -> Journal:
-        return Journal(self.journal_dir, writer, self.uri, self.parent_run_id, self.search)
+        """The journal of a trial (or of the search), kept: it remembers run ids and failed tries."""
+        if writer not in self.journals:
+            self.journals[writer] = Journal(self.journal_dir, writer, self.uri, self.parent_run_id, self.search)
+        return self.journals[writer]
+
+    def deliver(self, force: bool = False) -> None:
+        """Send what running trials have journaled (at most every DELIVER_S unless ``force``)."""
+        if not force and time.monotonic() - self.delivered_at < DELIVER_S:
+            return
+        self.delivered_at = time.monotonic()
+        for trial_id in sorted(self.started - set(self.statuses)):
+            self.journal(trial_id).deliver()
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.started.add(trial.trial_id)
@@ -56,11 +70,15 @@ class TrackingCallback(Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.finish(trial.trial_id, error_status(trial), trial.config)
 
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        self.deliver()
+
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        if time.monotonic() - self.beat_at >= tracking.HEARTBEAT_S:
+        self.deliver()
+        if time.monotonic() - self.beat_at >= tags.HEARTBEAT_S:
             self.beat_at = time.monotonic()
             beat = self.journal(SEARCH)
-            beat.tags(SEARCH, {tracking.HEARTBEAT_TAG: str(int(time.time()))})
+            beat.tags(SEARCH, {tags.HEARTBEAT_TAG: str(int(time.time()))})
             beat.deliver()
 
     def finish(self, trial_id: str, status: Status, config: dict[str, Any] | None = None) -> None:
@@ -74,26 +92,3 @@ class TrackingCallback(Callback):
     def unfinished(self) -> list[str]:
         """Trials that started in this driver and have not ended (an interrupted search's)."""
         return sorted(self.started - set(self.statuses))
-
-
-class ProgressCallback(Callback):
-    """One console line per epoch result and per finished trial."""
-
-    def __init__(self, metric: str) -> None:
-        self.metric, self.started = metric, time.monotonic()
-
-    def _line(self, trial: Any, text: str) -> None:
-        print(f"[{time.monotonic() - self.started:7.1f}s] {trial.trial_id}  {text}", flush=True)
-
-    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        if Status.parse(str(result.get("status", "running"))).kind in ("running", "completed"):
-            self._line(trial, f"epoch {result['epoch']}/{result['epochs']}  {self.metric} {result[self.metric]:.4f}")
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._line(trial, str(final_status(trial.last_result)))
-
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._line(trial, str(error_status(trial)))
-
-    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._line(trial, f"worker died; retrying from its last checkpoint (failure {trial.num_failures})")

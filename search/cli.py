@@ -1,10 +1,11 @@
 """``lvsearch``: launch, resume, list, export and browse searches.
 
-    lvsearch run SPACE.yaml [--data ROOT] [--name NAME] [--samples N] [--address ADDR]
+    lvsearch run SPACE.yaml [--data ROOT] [--name NAME] [--samples N] [--address ADDR] [--warm-start NAME]
     lvsearch resume NAME
     lvsearch sync NAME
     lvsearch list
-    lvsearch export NAME [--top K] --out FILE.yaml
+    lvsearch export NAME [--top K | --pareto] --out FILE.yaml
+    lvsearch report NAME [--out DIR]
     lvsearch ui [--port 5000]
     lvsearch demo
 
@@ -29,7 +30,8 @@ import traceback
 from pathlib import Path
 
 from lvseg.config import ConfigError
-from search.interrupts import Interrupted, Interrupts
+from search.driver import Driver
+from search.interrupts import Interrupted
 from search.prepare import NotStarted
 from search.space import SpaceError
 
@@ -54,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--address", default=None, help="join a Ray cluster (e.g. auto, or HOST:6379)")
     run.add_argument("--cache-dir", type=Path, default=None, help="frame-store and feature caches")
     run.add_argument("--allow-missing", action="store_true", help="skip (and report) broken or missing videos")
+    run.add_argument("--optuna-storage", default=None,
+                     help="Optuna RDB storage of the search's study (default: optuna.db beside the MLflow store)")
+    run.add_argument("--warm-start", default=None, metavar="NAME[,NAME...]",
+                     help="tell the sampler the ended trials of these earlier searches first")
     resume = commands.add_parser("resume", help="continue an interrupted search")
     resume.add_argument("name")
     resume.add_argument("--address", default=None)
@@ -63,39 +69,48 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="write the best trial's resolved config")
     export.add_argument("name")
     export.add_argument("--top", type=int, default=1, help="K > 1 writes a folder of the K best, ranked")
+    export.add_argument("--pareto", action="store_true", help="a folder of every non-dominated trial (several metrics)")
     export.add_argument("--out", type=Path, required=True)
+    report = commands.add_parser("report", help="one HTML page (and its PNGs) of a search's trials")
+    report.add_argument("name")
+    report.add_argument("--out", type=Path, default=None,
+                        help="folder (default: the search's own report/ folder if it is here, else ./report-NAME)")
     ui = commands.add_parser("ui", help="MLflow UI on this store, bound to 127.0.0.1")
     ui.add_argument("--port", type=int, default=5000)
     ui.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
     demo = commands.add_parser("demo", help="synthetic data, every demo space, best configs")
     demo.add_argument("--out", type=Path, default=Path("demo-output"))
-    for command in (run, resume, sync, commands.choices["list"], export, ui, demo):
+    for command in (run, resume, sync, commands.choices["list"], export, report, ui, demo):
         _common(command)
+    for command in (run, resume, demo):
+        command.add_argument("--verbose", action="store_true",
+                             help="every trial event, and the libraries' own logs, on the console too")
     return parser
 
 
-def cmd_run(args: argparse.Namespace, interrupts: Interrupts) -> int:
+def cmd_run(args: argparse.Namespace, driver: Driver) -> int:
     from search.runner import run_search
     from search.space import load_space
 
     space = load_space(args.space)  # validated before anything starts
+    warm = [name for name in (args.warm_start or "").split(",") if name]
     return run_search(space, args.data, args.name, args.samples, args.tracking_uri, args.storage, args.address,
-                      args.cache_dir, args.allow_missing, interrupts)["exit_code"]
+                      args.cache_dir, args.allow_missing, driver, args.optuna_storage, warm)["exit_code"]
 
 
-def cmd_resume(args: argparse.Namespace, interrupts: Interrupts) -> int:
+def cmd_resume(args: argparse.Namespace, driver: Driver) -> int:
     from search.runner import resume_search
 
-    return resume_search(args.name, args.storage, args.address, interrupts)["exit_code"]
+    return resume_search(args.name, args.storage, args.address, driver)["exit_code"]
 
 
-def cmd_sync(args: argparse.Namespace, interrupts: Interrupts) -> int:
+def cmd_sync(args: argparse.Namespace, driver: Driver) -> int:
     from search.sync import sync_search
 
     return sync_search(args.name, args.storage)
 
 
-def cmd_list(args: argparse.Namespace, interrupts: Interrupts) -> int:
+def cmd_list(args: argparse.Namespace, driver: Driver) -> int:
     from search import tracking
     from search.export import search_summaries
 
@@ -104,11 +119,14 @@ def cmd_list(args: argparse.Namespace, interrupts: Interrupts) -> int:
     if not rows:
         print(f"no searches in {uri}")
         return 0
-    print(f"{'search':<36} {'recipe':<14} {'status':<12} {'trials':>9}  {'best':>8}  best trial")
+    print(f"{'search':<36} {'recipe':<13} {'status':<11} {'trials':>9}  {'best':>7} {'95% interval':<13}  best trial")
     for row in rows:
-        best = "-" if row["best"] is None else f"{row['best']:.4f}"
-        print(f"{row['name']:<36} {row['recipe'] or '-':<14} {row['status'].kind:<12} "
-              f"{row['ended']:>4}/{row['planned']:<4}  {best:>8}  {row['best_trial']} ({row['metric']})")
+        best = row["best"]
+        score = "-" if best is None else f"{best['score']:.4f}"
+        interval = f"{best['low']:.3f}-{best['high']:.3f}" if best is not None and best["low"] is not None else ""
+        print(f"{row['name']:<36} {row['recipe'] or '-':<13} {row['status'].kind:<11} {row['ended']:>4}/"
+              f"{row['planned']:<4}  {score:>7} {interval:<13}  {best['name'] if best else '-'} ({row['metric']})"
+              f"{_also(row)}")
     for row in rows:
         if row["status"].kind == "interrupted":
             print(f"{row['name']} was interrupted: {row['planned'] - row['ended']} of {row['planned']} trials "
@@ -116,20 +134,45 @@ def cmd_list(args: argparse.Namespace, interrupts: Interrupts) -> int:
     return 0
 
 
-def cmd_export(args: argparse.Namespace, interrupts: Interrupts) -> int:
+def _also(row: dict) -> str:
+    """What a single best hides: trials tied with it, or the Pareto front of a several-metric search."""
+    if row["objectives"] > 1:
+        return f"; {row['front']} non-dominated"
+    return f"; {row['tied']} tied" if row["tied"] else ""
+
+
+def cmd_export(args: argparse.Namespace, driver: Driver) -> int:
     from search import tracking
     from search.export import export_best
 
     if args.top < 1:
         raise ValueError(f"--top must be >= 1, got {args.top}")
-    paths = export_best(args.tracking_uri or tracking.default_tracking_uri(), args.name, args.out, args.top)
-    for path in paths:
+    done = export_best(args.tracking_uri or tracking.default_tracking_uri(), args.name, args.out, args.top, args.pareto)
+    for path in done["paths"]:
         print(f"wrote {path}")
-    print(f"retrain with: lvseg train {paths[0]}")
+    best = done["best"]
+    if done["tied"]:
+        print(f"{done['tied']} other trial(s) are tied with {best['name']}: their 95% intervals overlap its "
+              f"{done['metric']} interval, so these videos cannot tell them apart (`--top {done['tied'] + 1}` "
+              f"writes them all, ranked)")
+    if done["objectives"] > 1 and not args.pareto:
+        print(f"{done['front']} trial(s) are non-dominated over this search's metrics: `--pareto` writes them all")
+    print(f"retrain with: lvseg train {done['paths'][0]}")
     return 0
 
 
-def cmd_ui(args: argparse.Namespace, interrupts: Interrupts) -> int:
+def cmd_report(args: argparse.Namespace, driver: Driver) -> int:
+    from search import tracking
+    from search.report import write_report
+    from search.state import default_storage
+
+    own = (args.storage or default_storage()) / args.name
+    out = args.out or (own / "report" if own.is_dir() else Path(f"report-{args.name}"))
+    print(f"wrote {write_report(args.tracking_uri or tracking.default_tracking_uri(), args.name, out)}")
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace, driver: Driver) -> int:
     from search import tracking
 
     uri = args.tracking_uri or tracking.default_tracking_uri()
@@ -144,26 +187,37 @@ def cmd_ui(args: argparse.Namespace, interrupts: Interrupts) -> int:
     # the runs table directly: MLflow 3's experiment page otherwise opens on its GenAI overview
     print(f"MLflow UI for {uri}: http://{args.host}:{args.port}/{where} (expand a search's row to see its "
           f"trials); Ctrl-C stops it", flush=True)
+    # MLflow's job runner (a pool of huey consumers) serves GenAI features this store does not use and
+    # makes the UI take ~30 s to start instead of ~10 s
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     os.execv(command[0], command)
     return 0  # not reached: execv replaces this process
 
 
-def cmd_demo(args: argparse.Namespace, interrupts: Interrupts) -> int:
+def cmd_demo(args: argparse.Namespace, driver: Driver) -> int:
     from search.demo import run_demo
 
-    return run_demo(args.out, args.tracking_uri, args.storage, interrupts)
+    return run_demo(args.out, args.tracking_uri, args.storage, driver)
 
 
 COMMANDS = {"run": cmd_run, "resume": cmd_resume, "sync": cmd_sync, "list": cmd_list, "export": cmd_export,
-            "ui": cmd_ui, "demo": cmd_demo}
+            "report": cmd_report, "ui": cmd_ui, "demo": cmd_demo}
+
+
+SEARCHING = ("run", "resume", "demo")  # commands that run searches: their console is managed
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    interrupts = Interrupts()
+    if args.command in SEARCHING:
+        detail = "verbose" if args.verbose else ("quiet" if args.command == "demo" else "normal")
+        driver = Driver.for_command(detail)
+    else:
+        driver = Driver()
+    interrupts = driver.interrupts
     interrupts.install()
     try:
-        return COMMANDS[args.command](args, interrupts)
+        return COMMANDS[args.command](args, driver)
     except ERRORS as error:
         print(f"lvsearch {args.command}: error: {error}", file=sys.stderr)
         return NOTHING_STARTED
@@ -179,6 +233,17 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if started else NOTHING_STARTED
     finally:
         interrupts.restore()
+        _stop_ray()
+        if driver.logs is not None:
+            driver.logs.close()
+
+
+def _stop_ray() -> None:
+    """Stop the Ray this command started or joined: explicitly it takes ~1.5 s, where leaving it to
+    Ray's exit hooks takes ~5 s."""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
 
 
 def _write_traceback() -> Path:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from lvseg.synth import write_synthetic
 from search import tracking
+from search.driver import Driver
 from search.export import export_best
-from search.interrupts import Interrupts
 from search.runner import run_search
 from search.space import load_space
 from search.state import default_storage
@@ -24,7 +24,7 @@ BANNER = ("DEMO: synthetic data (lvseg synth) and tiny/random models - the numbe
 
 
 def run_demo(out: Path, tracking_uri: str | None = None, storage: Path | None = None,
-             interrupts: Interrupts | None = None) -> int:
+             driver: Driver | None = None) -> int:
     """Returns the exit code: that of the first demo search that did not run to its end, else 0."""
     out = out.resolve()
     data = out / "synthetic-echonet"
@@ -41,24 +41,23 @@ def run_demo(out: Path, tracking_uri: str | None = None, storage: Path | None = 
         space = load_space(space_file)
         name = f"demo-{space_file.stem}-{stamp}"
         summary = run_search(space, str(data), name, tracking_uri=uri, storage=storage, cache_dir=out / "cache",
-                             interrupts=interrupts)
+                             driver=driver)
         if summary["exit_code"] != 0:
             print(f"demo: search {name} did not run to its end ({summary['status']}); stopping the demo")
             return summary["exit_code"]
-        best = out / f"best-{space_file.stem}.yaml"
-        export_best(uri, name, best)
-        rows.append({"search": name, "recipe": space.recipe, "best": summary["rows"][0], "config": best,
-                     "counts": summary["counts"]})
+        exported = export_best(uri, name, out / f"best-{space_file.stem}.yaml")
+        rows.append({"search": name, "recipe": space.recipe, "best": exported["best"], "tied": exported["tied"],
+                     "config": exported["paths"][0], "counts": summary["counts"], "report": summary.get("report")})
     print(_final_table(rows, uri))
     return 0
 
 
 def _final_table(rows: list[dict], uri: str) -> str:
-    lines = ["", BANNER, f"{'search':<40} {'best val_dice':>13}  trials            best config"]
+    lines = ["", BANNER, f"{'recipe':<13} {'best val_dice':>13} {'95% interval':<13} {'tied':>4}  best config"]
     for row in rows:
-        counts = ", ".join(f"{v} {k}" for k, v in sorted(row["counts"].items()))
-        lines.append(f"{row['search']:<40} {row['best']['score']:>13.4f}  {counts:<17} {row['config']}")
-        lines.append(f"{'':<40} {'':>13}  best trial: {row['best']['name']}")
+        best = row["best"]
+        interval = f"{best['low']:.3f}-{best['high']:.3f}" if best["low"] is not None else ""
+        lines.append(f"{row['recipe']:<13} {best['score']:>13.4f} {interval:<13} {row['tied']:>4}  {row['config']}")
     ui = "lvsearch ui" + ("" if uri == tracking.default_tracking_uri() else f" --tracking-uri {uri}")
     lines += ["", "Browse every trial (params, per-epoch metrics, overlays):",
               f"  .venv/bin/{ui}        # prints the address of the runs table on 127.0.0.1:5000",

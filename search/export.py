@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import socket
@@ -15,6 +14,7 @@ import yaml
 
 from lvseg.status import COMPLETED, INTERRUPTED, RUNNING, Status, failed
 from search import tracking
+from search.ranking import rank
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one small YAML: no bar
 
@@ -31,23 +31,20 @@ def run_status(run: Any) -> Status:
     return fallback.get(run.info.status) or failed(f"MLflow state {run.info.status}")
 
 
-def ranked_trials(uri: str, parent_run_id: str, metric: str, mode: str, searched: list[str]) -> list[dict[str, Any]]:
-    """Child runs of a search, completed ones first, each group best first by ``best_<metric>``."""
+def ranked_trials(uri: str, parent_run_id: str, metrics: list[str], modes: list[str],
+                  searched: list[str]) -> list[dict[str, Any]]:
+    """Child runs of a search ranked by :func:`search.ranking.rank`: name, status, scores, the
+    first metric's interval, front, tied, and the searched params."""
+    first = metrics[0]
     rows = []
     for run in tracking.trial_runs(tracking.client(uri), uri, parent_run_id):
-        score = run.data.metrics.get(f"best_{metric}")
-        if score is not None and not math.isfinite(score):
-            score = None
+        values = run.data.metrics
         rows.append({"run_id": run.info.run_id, "name": run.info.run_name or run.info.run_id,
-                     "status": run_status(run), "score": score,
-                     "params": {k: run.data.params.get(k) for k in searched}})
-
-    def key(row: dict[str, Any]) -> tuple:
-        missing = row["score"] is None
-        value = 0.0 if missing else (-row["score"] if mode == "max" else row["score"])
-        return (row["status"].kind != "completed", missing, value)
-
-    return sorted(rows, key=key)
+                     "status": run_status(run), "scores": {m: values.get(f"best_{m}") for m in metrics},
+                     "low": values.get(f"best_{first}_ci_low"), "high": values.get(f"best_{first}_ci_high"),
+                     "params": {k: run.data.params.get(k) for k in searched}, "metrics": dict(values),
+                     "start": run.info.start_time, "end": run.info.end_time})
+    return rank(rows, list(zip(metrics, modes, strict=True)))
 
 
 def search_summaries(uri: str) -> list[dict[str, Any]]:
@@ -60,20 +57,22 @@ def search_summaries(uri: str) -> list[dict[str, Any]]:
         return []
     found = mlflow.search_runs([experiment], filter_string=f"tags.`{tracking.KIND_TAG}` = 'search'",
                                order_by=["attributes.start_time DESC"], max_results=1000)
-    out = []
-    for run in found:
-        metric = run.data.tags["metric"].split(",")[0]
-        status = run_status(run)
-        if status.kind == "running" and not driver_alive(run):
-            status = INTERRUPTED
-        children = tracking.trial_runs(mlflow, uri, run.info.run_id)
-        ended = sum(run_status(c).kind not in ("running", "interrupted") for c in children)
-        planned = int(run.data.tags.get(tracking.SAMPLES_TAG, len(children)))
-        out.append({"name": run.data.tags.get(tracking.SEARCH_TAG, run.info.run_name),
-                    "recipe": run.data.tags.get("recipe"), "status": status, "trials": len(children),
-                    "ended": ended, "planned": planned, "metric": metric,
-                    "best": run.data.metrics.get(f"best_{metric}"), "best_trial": run.data.tags.get("best_trial", "-")})
-    return out
+    return [_summary_of(mlflow, uri, run) for run in found]
+
+
+def _summary_of(mlflow: Any, uri: str, run: Any) -> dict[str, Any]:
+    metrics, modes = run.data.tags["metric"].split(","), run.data.tags["mode"].split(",")
+    status = run_status(run)
+    if status.kind == "running" and not driver_alive(run):
+        status = INTERRUPTED
+    rows = ranked_trials(uri, run.info.run_id, metrics, modes, [])
+    ended = sum(row["status"].kind not in ("running", "interrupted") for row in rows)
+    best = rows[0] if rows and rows[0]["front"] else None
+    return {"name": run.data.tags.get(tracking.SEARCH_TAG, run.info.run_name), "recipe": run.data.tags.get("recipe"),
+            "status": status, "trials": len(rows), "ended": ended,
+            "planned": int(run.data.tags.get(tracking.SAMPLES_TAG, len(rows))), "metric": metrics[0], "best": best,
+            "tied": sum(row["tied"] for row in rows), "front": sum(row["front"] == 1 for row in rows),
+            "objectives": len(metrics)}
 
 
 def driver_alive(run: Any) -> bool:
@@ -92,30 +91,34 @@ def driver_alive(run: Any) -> bool:
     return time.time() - beat < 3 * tracking.HEARTBEAT_S
 
 
-def export_best(uri: str, name: str, out: Path, top: int = 1) -> list[Path]:
-    """Write the fully resolved config of the best completed trial (``top`` > 1: a folder of the K
-    best, ranked) in the flat YAML format `lvseg train` reads."""
+def export_best(uri: str, name: str, out: Path, top: int = 1, pareto: bool = False) -> dict[str, Any]:
+    """Write the fully resolved config of the best completed trial in the flat YAML format `lvseg
+    train` reads; ``top`` > 1: a folder of the K best, ranked; ``pareto``: a folder of every
+    non-dominated trial. Returns the paths and what a person should know: the trials tied with the
+    best (intervals overlapping), and the size of the Pareto front."""
     mlflow = tracking.open_store(uri)
     parent = tracking.find_search_run(mlflow, uri, name)
-    metric = parent.data.tags["metric"].split(",")[0]
-    mode = parent.data.tags["mode"].split(",")[0]
-    rows = [r for r in ranked_trials(uri, parent.info.run_id, metric, mode, []) if r["status"].kind == "completed"]
+    metrics, modes = parent.data.tags["metric"].split(","), parent.data.tags["mode"].split(",")
+    rows = [r for r in ranked_trials(uri, parent.info.run_id, metrics, modes, []) if r["status"].kind == "completed"]
     if not rows:
         raise LookupError(f"search {name!r} has no completed trial to export")
-    chosen = rows[:top]
-    if top == 1:
-        targets = [out]
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        targets = [out / f"{rank:02d}-{_slug(row['name'])}.yaml" for rank, row in enumerate(chosen, 1)]
+    front = [r for r in rows if r["front"] == 1]
+    chosen = front if pareto else rows[:top]
+    targets = [out] if len(chosen) == 1 and not pareto and top == 1 else [
+        out / f"{rank:02d}-{_slug(row['name'])}.yaml" for rank, row in enumerate(chosen, 1)]
     for row, target in zip(chosen, targets, strict=True):
         with tempfile.TemporaryDirectory() as tmp:
             config = yaml.safe_load(Path(mlflow.download_artifacts(row["run_id"], "config.yaml", tmp)).read_text())
-        header = (f"# exported from search {name}, trial {row['name']}\n"
-                  f"# best {metric} during the search: {row['score']}\n")
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(header + yaml.safe_dump(config, sort_keys=False))
-    return targets
+        target.write_text(_header(name, row, metrics[0]) + yaml.safe_dump(config, sort_keys=False))
+    return {"paths": targets, "best": rows[0], "tied": sum(r["tied"] for r in rows), "front": len(front),
+            "metric": metrics[0], "objectives": len(metrics)}
+
+
+def _header(search: str, row: dict[str, Any], metric: str) -> str:
+    interval = f" (95% interval {row['low']:.4f}-{row['high']:.4f})" if row["low"] is not None else ""
+    return (f"# exported from search {search}, trial {row['name']}\n"
+            f"# best {metric} during the search: {row['score']}{interval}\n")
 
 
 def _slug(text: str) -> str:

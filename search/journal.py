@@ -1,10 +1,12 @@
 """Tracking that outlives a tracking server's outage: a journal of MLflow operations per writer.
 
 Every trial (and the driver, for the search's own run) appends what it logs to a JSON-lines file
-in the search's folder, then delivers the undelivered lines to MLflow in order. A line that cannot
-be delivered now (server down, timeout) waits on disk, and delivery stops there so that order is
-kept; the next log call, the driver at the end of the search, or ``lvsearch sync NAME`` sends it
-once the server answers. Upstream MLflow and Ray have no such buffer (mlflow issues 4693, 14627).
+in the search's folder; the driver delivers the undelivered lines to MLflow in order, as the search
+goes. A line that cannot be delivered now (server down, timeout) waits on disk, and delivery stops
+there so that order is kept; the driver tries again a few seconds later, at the end of the search,
+or ``lvsearch sync NAME`` sends it once the server answers. Upstream MLflow and Ray have no such
+buffer (mlflow issues 4693, 14627). Trials only append: a worker never talks to the tracking store
+(nor imports MLflow), so it needs no route or credentials to it.
 
 Nothing is logged twice: lines are delivered at most once per journal position (the position is
 saved after each line), and a line re-sent after a crash between send and save is identical
@@ -30,7 +32,6 @@ from typing import Any
 from filelock import FileLock
 
 from lvseg.status import Status
-from search import tracking
 
 FOLDER = "journal"
 SEARCH = "_search"       # the writer (and run key) of the search's own parent run
@@ -115,6 +116,8 @@ class Journal:
         ``force``, a recent failure makes this a no-op (log calls must not wait on a dead server)."""
         if not force and time.monotonic() < self.retry_after:
             return self.pending()
+        from search import tracking  # only where delivering: trials that only append never import MLflow
+
         with self.lock, tracking.impatient():
             entries, sent = self.entries(), self.sent()
             for index in range(sent, len(entries)):
@@ -152,10 +155,14 @@ class Journal:
 
     def _reject(self, entry: dict[str, Any], error: BaseException) -> None:
         """The store refused this line on its merits (it will never accept it): keep it on record."""
+        from search import tracking
+
         with (self.folder / f"{self.writer}.rejected").open("a") as handle:
             handle.write(json.dumps({**entry, "error": tracking.first_line(error)}) + "\n")
 
     def _apply(self, entry: dict[str, Any]) -> None:
+        from search import tracking
+
         mlflow = tracking.client(self.uri)
         op, key = entry["op"], entry["key"]
         if op == "start":
@@ -178,6 +185,8 @@ class Journal:
             raise ValueError(f"{self.path}: unknown journal operation {op!r}")
 
     def _run_id(self, mlflow: Any, key: str, entry: dict[str, Any]) -> str:
+        from search import tracking
+
         if key not in self.runs:
             found = tracking.find_trial_run(mlflow, self.uri, self.parent_run_id, key)
             if found is None:  # a trial that died before its run was created: the driver makes one

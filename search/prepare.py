@@ -21,7 +21,7 @@ from lvseg.config import parse_config
 from lvseg.framecache import FrameCache
 from lvseg.framestore import FrameStore, default_cache_dir, load_store
 from lvseg.recipes import get_recipe
-from search import tracking
+from search import studies, tracking
 from search.space import SearchSpace
 from search.state import default_storage
 
@@ -54,16 +54,20 @@ class Prepared:
     allow_missing: bool
     data_hash: str
     skipped: dict[str, str] = field(default_factory=dict)  # video -> why it is not in the store
+    caveats: tuple[str, ...] = ()  # what makes this search's numbers not a result
+    optuna_storage: str | None = None
 
 
 def prepare(space: SearchSpace, data: str | None = None, name: str | None = None, samples: int | None = None,
             tracking_uri: str | None = None, storage: Path | None = None, address: str | None = None,
-            cache_dir: Path | None = None, allow_missing: bool = False) -> Prepared:
+            cache_dir: Path | None = None, allow_missing: bool = False, verbose: bool = False,
+            optuna_storage: str | None = None) -> Prepared:
     """Check everything, in order of cost. Expected problems raise their own error types (bad
     input: ValueError, FileNotFoundError, ConnectionError, ...); anything else is wrapped in
     NotStarted, so that the caller knows nothing started either way."""
     try:
-        return _prepare(space, data, name, samples, tracking_uri, storage, address, cache_dir, allow_missing)
+        return _prepare(space, data, name, samples, tracking_uri, storage, address, cache_dir, allow_missing, verbose,
+                        optuna_storage)
     except (ValueError, OSError, LookupError):
         raise
     except Exception as error:
@@ -71,7 +75,8 @@ def prepare(space: SearchSpace, data: str | None = None, name: str | None = None
 
 
 def _prepare(space: SearchSpace, data: str | None, name: str | None, samples: int | None, tracking_uri: str | None,
-             storage: Path | None, address: str | None, cache_dir: Path | None, allow_missing: bool) -> Prepared:
+             storage: Path | None, address: str | None, cache_dir: Path | None, allow_missing: bool,
+             verbose: bool, optuna_storage: str | None) -> Prepared:
     storage = (storage or default_storage()).resolve()
     name = name or f"{Path(space.source).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     if (storage / name).exists():
@@ -82,13 +87,15 @@ def _prepare(space: SearchSpace, data: str | None, name: str | None, samples: in
         raise ValueError(f"{space.source}: no data folder: pass --data ROOT or set `data:` in the space")
     uri = tracking_uri or tracking.default_tracking_uri()
     tracking.experiment_id(tracking.open_store(uri, create=True), uri)
+    optuna_storage = optuna_storage or studies.default_storage(uri)
+    studies.check_free(optuna_storage, name)
     cache = str(Path(cache_dir or default_cache_dir()).resolve())
     store = load_store(root, cache, allow_missing)
     warm_caches(space, store)
-    init_ray(address)
+    init_ray(address, verbose=verbose)
     check_resources(space, local=address is None)
     return Prepared(space, name, str(Path(root).resolve()), uri, storage, cache, _samples(space, samples),
-                    allow_missing, store.hash, store.excluded)
+                    allow_missing, store.hash, store.excluded, caveats(space, store), optuna_storage)
 
 
 def _samples(space: SearchSpace, samples: int | None) -> int:
@@ -120,6 +127,13 @@ def cache_configs(space: SearchSpace) -> list[Any] | None:
             for combo in itertools.product(*values)]
 
 
+def caveats(space: SearchSpace, store: FrameStore) -> tuple[str, ...]:
+    """The recipe's caveats over the configs the space can draw (its cache configs, else the base)."""
+    recipe = get_recipe(space.recipe)
+    configs = cache_configs(space) or [parse_config({"recipe": space.recipe, **space.fixed})]
+    return tuple(dict.fromkeys(note for config in configs for note in recipe.caveats(config, store)))
+
+
 def warm_caches(space: SearchSpace, store: FrameStore) -> None:
     """Build every frame cache the space can ask for, once, here, with progress bars, before any
     trial starts; refuse (before building any) caches that would not fit in the cache folder."""
@@ -142,15 +156,18 @@ def check_disk(caches: list[FrameCache], folder: Path) -> None:
                              f"{free / 1e9:.1f} GB free ({listed}); free space or pass --cache-dir elsewhere")
 
 
-def init_ray(address: str | None, temp_dir: str | None = None) -> None:
-    """Join ``address``, or start a local Ray sized to this machine with every service on loopback."""
+def init_ray(address: str | None, temp_dir: str | None = None, verbose: bool = True) -> None:
+    """Join ``address``, or start a local Ray sized to this machine with every service on loopback.
+    Unless ``verbose``, the trial workers' output stays in Ray's session logs instead of the
+    console (and so do the tracebacks Ray's workers print when it shuts them down)."""
     import ray
 
     if ray.is_initialized():
         return
+    quiet = {} if verbose else {"log_to_driver": False, "configure_logging": False}
     if address:
         _probe_cluster(address)
-        ray.init(address=address, logging_level="WARNING")
+        ray.init(address=address, **({"logging_level": "WARNING"} | quiet))
         return
     # A local Ray listens on 127.0.0.1 only with RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (without it,
     # it binds the host's external address; `_node_ip_address` alone does not help). Ray reads it
@@ -161,7 +178,7 @@ def init_ray(address: str | None, temp_dir: str | None = None) -> None:
     os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"
     ray_constants.ENABLE_RAY_CLUSTER = False
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, dashboard_host="127.0.0.1",
-             logging_level="WARNING", configure_logging=True, _temp_dir=temp_dir)
+             **({"logging_level": "WARNING", "configure_logging": True} | quiet), _temp_dir=temp_dir)
 
 
 def _probe_cluster(address: str) -> None:

@@ -20,12 +20,15 @@ from typing import Any
 import yaml
 
 from lvseg.status import INTERRUPTED, Status, failed, failed_from
-from search import tracking
-from search.callbacks import ProgressCallback, TrackingCallback
+from search import studies, tracking
+from search.callbacks import TrackingCallback
+from search.console import Console
+from search.driver import Driver
 from search.export import driver_alive, run_status
 from search.interrupts import Interrupts
 from search.journal import SEARCH, Journal, journals
 from search.prepare import Prepared, check_resources, init_ray, prepare
+from search.report import CAVEATS_TAG, write_report
 from search.samplers import PruneAwareOptunaSearch, build_sampler, build_scheduler
 from search.space import SearchSpace, parse_space
 from search.state import LOG_FILE, SearchState, default_storage
@@ -33,20 +36,41 @@ from search.summary import close_parent, format_table, remaining, summarise, tra
 from search.trainable import TrialContext, run_trial
 
 ORPHANED = "its driver was killed"
+TOP_SHOWN = {"quiet": 3, "normal": 10, "verbose": 20}  # trials the closing table lists
 
 
 def run_search(space: SearchSpace, data: str | None = None, name: str | None = None, samples: int | None = None,
                tracking_uri: str | None = None, storage: Path | None = None, address: str | None = None,
-               cache_dir: Path | None = None, allow_missing: bool = False,
-               interrupts: Interrupts | None = None) -> dict[str, Any]:
+               cache_dir: Path | None = None, allow_missing: bool = False, driver: Driver | None = None,
+               optuna_storage: str | None = None, warm_start: list[str] | None = None) -> dict[str, Any]:
     """Run a whole search; returns its summary (:func:`search.summary.summarise`) with its
-    ``status`` and ``exit_code``. Raises (and leaves nothing behind) if it cannot start."""
-    interrupts = interrupts or Interrupts()
-    ready = prepare(space, data, name, samples, tracking_uri, storage, address, cache_dir, allow_missing)
+    ``status`` and ``exit_code``. Raises (and leaves nothing behind) if it cannot start.
+    ``warm_start`` names earlier searches whose ended trials the sampler is told first."""
+    driver = driver or Driver()
+    ready = prepare(space, data, name, samples, tracking_uri, storage, address, cache_dir, allow_missing,
+                    verbose=driver.detail == "verbose", optuna_storage=optuna_storage)
     state = _start(ready)
+    log = _log_to_folder(driver, state.folder(ready.storage))
     print(f"search {state.name}: {state.samples} trials of {space.recipe} ({space.search['sampler']} sampler, "
-          f"{space.search['scheduler']} scheduler), tracking {state.tracking_uri}", flush=True)
-    return _execute(space, state, ready.storage, interrupts, restore=False)
+          f"{space.search['scheduler']} scheduler); tracking {state.tracking_uri}{log}", flush=True)
+    return _execute(space, state, ready.storage, driver, restore=False, warm_start=warm_start or [])
+
+
+def _log_to_folder(driver: Driver, folder: Path) -> str:
+    """Send the libraries' logs to the search's log file now that it has a folder; what to print."""
+    if driver.logs is None:
+        return ""
+    driver.logs.to_file(folder / LOG_FILE, _ray_logs())
+    return f"; log {folder / LOG_FILE}"
+
+
+def _ray_logs() -> str | None:
+    try:
+        from ray._private import worker
+
+        return worker._global_node.get_logs_dir_path()
+    except Exception:  # a Ray without that internal: the log file simply does not say
+        return None
 
 
 def _start(ready: Prepared) -> SearchState:
@@ -56,13 +80,23 @@ def _start(ready: Prepared) -> SearchState:
     parent = tracking.start_search_run(mlflow, ready.uri, ready.name, {
         "recipe": space.recipe, "sampler": space.search["sampler"], "scheduler": space.search["scheduler"],
         "metric": ",".join(space.metric), "mode": ",".join(space.mode), "data_hash": ready.data_hash,
-        tracking.SAMPLES_TAG: str(ready.samples), tracking.DRIVER_TAG: _driver()}, space.text, space.source)
+        tracking.SAMPLES_TAG: str(ready.samples), tracking.DRIVER_TAG: _driver(),
+        CAVEATS_TAG: "; ".join(ready.caveats)}, space.text, space.source)
+    _log_space(mlflow, parent, space)
     if ready.skipped:
         _log_skipped(mlflow, parent, ready.skipped)
     state = SearchState(ready.name, space.source, space.text, ready.root, ready.cache_dir, ready.uri, parent,
-                        ready.samples, ready.allow_missing)
+                        ready.samples, ready.allow_missing, ready.optuna_storage)
     state.save(ready.storage)
     return state
+
+
+def _log_space(mlflow: Any, parent: str, space: SearchSpace) -> None:
+    """The space on the parent run, as params people can read in the runs table: each fixed value
+    (``fixed.<key>``) and each searched range (``searched.<key>``)."""
+    params = {f"fixed.{k}": v for k, v in space.fixed.items()}
+    params.update({f"searched.{p.name}": p.describe() for p in space.params})
+    tracking.log_params(mlflow, parent, params)
 
 
 def _log_skipped(mlflow: Any, parent: str, skipped: dict[str, str]) -> None:
@@ -80,10 +114,10 @@ def _driver() -> str:
 
 
 def resume_search(name: str, storage: Path | None = None, address: str | None = None,
-                  interrupts: Interrupts | None = None) -> dict[str, Any]:
+                  driver: Driver | None = None) -> dict[str, Any]:
     """Continue an interrupted search (Ctrl-C, SIGTERM, a killed driver or machine): unfinished
     and errored trials resume from their checkpoints, in their MLflow runs."""
-    interrupts = interrupts or Interrupts()
+    driver = driver or Driver()
     storage = (storage or default_storage()).resolve()
     state = SearchState.load(storage, name)
     space = parse_space(yaml.safe_load(state.space_text), state.space_file, state.space_text)
@@ -95,16 +129,18 @@ def resume_search(name: str, storage: Path | None = None, address: str | None = 
     if run_status(parent).kind == "completed" and ended >= planned:
         print(f"search {name} ran to its end: nothing to resume")
         return {"name": name, "status": run_status(parent), "exit_code": 0, "rows": [], "counts": {}}
-    print(f"search {name} was interrupted: {planned - ended} of {planned} trials remain; resuming them", flush=True)
-    init_ray(address)
+    init_ray(address, verbose=driver.detail == "verbose")
+    log = _log_to_folder(driver, state.folder(storage))
     check_resources(space, local=address is None)
+    print(f"search {name} was interrupted: {planned - ended} of {planned} trials remain; resuming them{log}",
+          flush=True)
     mlflow.update_run(state.parent_run_id, status="RUNNING")
     tracking.set_tags(mlflow, state.parent_run_id, {tracking.STATUS_TAG: "running", tracking.DRIVER_TAG: _driver()})
-    return _execute(space, state, storage, interrupts, restore=True, samples=planned - ended)
+    return _execute(space, state, storage, driver, restore=True, samples=planned - ended)
 
 
-def _tuner(space: SearchSpace, state: SearchState, storage: Path, callback: TrackingCallback, restore: bool,
-           samples: int):
+def _tuner(space: SearchSpace, state: SearchState, storage: Path, callbacks: list, restore: bool, samples: int,
+           warm_start: list[str]):
     """A Tuner for the search: restored from its saved state when resuming (a search whose
     driver died before Tune saved any gets a fresh one for the ``samples`` trials left)."""
     from ray import tune
@@ -119,13 +155,18 @@ def _tuner(space: SearchSpace, state: SearchState, storage: Path, callback: Trac
         # callbacks are not saved with the experiment: the restored Tuner gets this driver's
         tuner = tune.Tuner.restore(str(state.folder(storage)), trainable=trainable, resume_unfinished=True,
                                    resume_errored=True)
-        tuner._local_tuner._run_config.callbacks = [callback, ProgressCallback(space.metric[0])]
+        tuner._local_tuner._run_config.callbacks = callbacks
         return tuner, None
     threads = max(1, int(space.resources["cpu"]))
     metric = list(space.metric) if space.multi_objective else space.metric[0]
     mode = list(space.mode) if space.multi_objective else space.mode[0]
     searcher = PruneAwareOptunaSearch(space=space.define_by_run({"threads": threads}), metric=metric, mode=mode,
-                                      sampler=build_sampler(space))
+                                      sampler=build_sampler(space), study_name=state.name,
+                                      storage=studies.storage(state.optuna_storage) if state.optuna_storage else None)
+    searcher._ot_study.set_user_attr("recipe", space.recipe)
+    searcher._ot_study.set_user_attr("metric", ",".join(space.metric))
+    for line in studies.warm_start(searcher._ot_study, space, state.tracking_uri, warm_start):
+        print(line, flush=True)
     tune_config = tune.TuneConfig(
         search_alg=ConcurrencyLimiter(searcher, max_concurrent=space.search["concurrency"]),
         scheduler=build_scheduler(space), num_samples=samples, reuse_actors=True,
@@ -134,25 +175,29 @@ def _tuner(space: SearchSpace, state: SearchState, storage: Path, callback: Trac
         name=state.name, storage_path=str(storage), verbose=0,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         failure_config=tune.FailureConfig(max_failures=space.search["max_failures"]),
-        callbacks=[callback, ProgressCallback(space.metric[0])])
+        callbacks=callbacks)
     return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config), searcher
 
 
-def _execute(space: SearchSpace, state: SearchState, storage: Path, interrupts: Interrupts,
-             restore: bool, samples: int | None = None) -> dict[str, Any]:
+def _execute(space: SearchSpace, state: SearchState, storage: Path, driver: Driver,
+             restore: bool, samples: int | None = None, warm_start: list[str] | None = None) -> dict[str, Any]:
     """Run the Tuner; then, however it stopped, end the search (:func:`_end`)."""
+    interrupts = driver.interrupts
     callback = TrackingCallback(state.journal_dir(storage), state.tracking_uri, state.parent_run_id, state.name)
+    console = Console(space.metric[0], space.mode[0], samples or state.samples, tuple(p.name for p in space.params),
+                      driver.detail)
     interrupts.install()  # again: ray.init replaced our SIGTERM handler with its own
     searcher, error = None, None
     try:
-        tuner, searcher = _tuner(space, state, storage, callback, restore, samples or state.samples)
+        tuner, searcher = _tuner(space, state, storage, [callback, console], restore, samples or state.samples,
+                                 warm_start or [])
         tuner.fit()
     except KeyboardInterrupt:
         pass  # a second Ctrl-C, or one outside fit: interrupts.signum says which
     except Exception as caught:
         error = caught
         _write_traceback(state.folder(storage) / LOG_FILE)
-    return _end(space, state, storage, callback, searcher, interrupts, error)
+    return _end(space, state, storage, callback, searcher, driver, error)
 
 
 def _write_traceback(path: Path) -> None:
@@ -161,7 +206,8 @@ def _write_traceback(path: Path) -> None:
 
 
 def _end(space: SearchSpace, state: SearchState, storage: Path, callback: TrackingCallback,
-         searcher: PruneAwareOptunaSearch | None, interrupts: Interrupts, error: Exception | None) -> dict[str, Any]:
+         searcher: PruneAwareOptunaSearch | None, driver: Driver, error: Exception | None) -> dict[str, Any]:
+    interrupts = driver.interrupts
     for trial_id in callback.unfinished():  # their runs reopen when the search resumes
         callback.finish(trial_id, INTERRUPTED)
     folder = state.journal_dir(storage)
@@ -171,15 +217,47 @@ def _end(space: SearchSpace, state: SearchState, storage: Path, callback: Tracki
         return _tracking_down(space, state, storage, waiting, interrupts, ending)
     _close_orphans(state, callback)
     summary = summarise(space, state)
-    if searcher is not None:  # what the Optuna study saw: pruned trials must be PRUNED, not COMPLETE
-        trials = searcher._ot_study.get_trials(deepcopy=False)
-        summary["optuna"] = {s: sum(t.state.name == s for t in trials) for s in {t.state.name for t in trials}}
     status = _search_status(summary, interrupts, error, storage / state.name / LOG_FILE)
+    study = searcher._ot_study if searcher is not None else _study(state)
+    if study is not None:  # what the Optuna study saw: pruned trials must be PRUNED, not COMPLETE
+        if status.kind != "interrupted":
+            studies.fail_running(study)
+        trials = study.get_trials(deepcopy=False)
+        summary["optuna"] = {s: sum(t.state.name == s for t in trials) for s in {t.state.name for t in trials}}
     close_parent(state, storage, summary, status)
     summary.update(status=status, exit_code=_exit_code(status, interrupts))
-    print(format_table(summary))
+    summary["report"] = _report(state, storage)
+    print(format_table(summary, limit=TOP_SHOWN[driver.detail]))
     print(_closing_line(state, summary, status))
+    if summary["report"] is not None:
+        print(f"report: {summary['report']}")
     return summary
+
+
+def _report(state: SearchState, storage: Path) -> Path | None:
+    """The search's report, written beside its state and logged to its parent run (``report/``).
+    A report that fails is said in one line; the search's ending stands."""
+    try:
+        page = write_report(state.tracking_uri, state.name, state.folder(storage) / "report")
+    except Exception as error:
+        _write_traceback(state.folder(storage) / LOG_FILE)
+        print(f"report of {state.name} failed: {tracking.first_line(error)} (traceback in "
+              f"{state.folder(storage) / LOG_FILE})")
+        return None
+    journal = Journal(state.journal_dir(storage), SEARCH, state.tracking_uri, state.parent_run_id, state.name)
+    for path in [*sorted(page.parent.glob("*.png")), page]:
+        journal.artifact(SEARCH, path, "report")
+    journal.deliver_within(tracking_wait_s())
+    return page
+
+
+def _study(state: SearchState) -> Any:
+    """The search's persistent Optuna study (None for a search from before studies were kept)."""
+    if not state.optuna_storage:
+        return None
+    import optuna
+
+    return optuna.load_study(study_name=state.name, storage=studies.storage(state.optuna_storage))
 
 
 def _close_orphans(state: SearchState, callback: TrackingCallback) -> None:

@@ -66,6 +66,14 @@ class Param:
     def active(self, sampled: Mapping[str, Any]) -> bool:
         return all(sampled.get(key) in allowed for key, allowed in self.when.items())
 
+    def describe(self) -> str:
+        """The distribution for people: ``loguniform 0.0001..0.1``, ``choice sgd|adam``, with its
+        condition (``when optimizer=sgd``)."""
+        text = (f"{self.type} {'|'.join(map(str, self.values))}" if self.type == "choice"
+                else f"{self.type} {self.low:g}..{self.high:g}")
+        conditions = " ".join(f"{k}={'|'.join(map(str, v))}" for k, v in self.when.items())
+        return f"{text} when {conditions}" if conditions else text
+
     def examples(self) -> list[Any]:
         """Values that span the parameter: its bounds, or every choice."""
         if self.type == "choice":

@@ -38,6 +38,7 @@ class SearchState:
     parent_run_id: str
     samples: int
     allow_missing: bool = False
+    optuna_storage: str | None = None  # the Optuna RDB storage of the search's study (named as the search)
 
     def folder(self, storage: Path) -> Path:
         return storage / self.name

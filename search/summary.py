@@ -27,12 +27,13 @@ def tracking_wait_s() -> float:
 def summarise(space: SearchSpace, state: SearchState) -> dict[str, Any]:
     """Every trial of the search, best first (name, status, score, searched params), and how many
     ended each way."""
-    rows = ranked_trials(state.tracking_uri, state.parent_run_id, space.metric[0], space.mode[0],
+    rows = ranked_trials(state.tracking_uri, state.parent_run_id, list(space.metric), list(space.mode),
                          [p.name for p in space.params])
     counts: dict[str, int] = {}
     for row in rows:
         counts[row["status"].kind] = counts.get(row["status"].kind, 0) + 1
-    return {"name": state.name, "metric": space.metric[0], "rows": rows, "counts": counts}
+    return {"name": state.name, "metric": space.metric[0], "rows": rows, "counts": counts,
+            "objectives": len(space.metric)}
 
 
 def counts_metrics(counts: dict[str, int]) -> dict[str, float]:
@@ -48,14 +49,24 @@ def remaining(mlflow: Any, state: SearchState) -> tuple[int, int]:
 
 
 def format_table(summary: dict[str, Any], limit: int = 20) -> str:
+    """The closing table: counts, then the best trials with their 95% interval; ``=`` marks a trial
+    tied with the best (its interval overlaps), a Pareto front number the several-metric case."""
     rows = summary["rows"][:limit]
     optuna = ", ".join(f"{v} {k}" for k, v in sorted(summary.get("optuna", {}).items()))
+    tied = sum(row["tied"] for row in summary["rows"])
     lines = [f"search {summary['name']}: " + ", ".join(f"{v} {k}" for k, v in sorted(summary["counts"].items()))
              + (f" (Optuna study: {optuna})" if optuna else ""),
-             f"{'rank':>4}  {'best ' + summary['metric']:>16}  {'status':<22} trial (completed trials rank first)"]
+             f"{'rank':>4}  {summary['metric']:>10}  {'95% interval':<15}  {'status':<22} trial"]
     for rank, row in enumerate(rows, 1):
         score = "-" if row["score"] is None else f"{row['score']:.4f}"
-        lines.append(f"{rank:>4}  {score:>16}  {str(row['status'])[:22]:<22} {row['name']}")
+        interval = f"{row['low']:.3f}-{row['high']:.3f}" if row["low"] is not None and row["score"] is not None else ""
+        mark = "=" if row["tied"] else (f"F{row['front']}" if summary.get("objectives", 1) > 1 and row["front"] else "")
+        lines.append(f"{rank:>4}  {score:>10}  {interval:<15}{mark:>2} {str(row['status'])[:22]:<22} {row['name']}")
+    if tied:
+        lines.append(f"= {tied} trial(s) tied with the best: their intervals overlap, these videos cannot tell them "
+                     f"apart")
+    if len(summary["rows"]) > limit:
+        lines.append(f"... and {len(summary['rows']) - limit} more (`lvsearch report {summary['name']}`)")
     return "\n".join(lines)
 
 

@@ -20,21 +20,23 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from lvseg.status import Status
+from search.tags import (  # noqa: F401  (re-exported: the tag names are part of this module's API)
+    DRIVER_TAG,
+    HEARTBEAT_S,
+    HEARTBEAT_TAG,
+    KIND_TAG,
+    NODE_TAG,
+    PARENT_TAG,
+    SAMPLES_TAG,
+    SEARCH_TAG,
+    STATUS_TAG,
+    TRIAL_TAG,
+)
 
 # MLflow prints "View run ... at: URL" on every run it ends on a server: one line per trial of noise
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 EXPERIMENT = "lvsearch"
-KIND_TAG = "lvsearch.kind"            # "search" on parent runs, "trial" on child runs
-SEARCH_TAG = "lvsearch.search"        # the search's name, on both
-TRIAL_TAG = "lvsearch.trial_id"       # Ray Tune's trial id, on child runs
-NODE_TAG = "lvsearch.node"            # IP of the Ray node that ran the trial
-STATUS_TAG = "lvsearch.status"        # a lvseg.status.Status: completed | pruned at epoch N | failed: ... | ...
-DRIVER_TAG = "lvsearch.driver"        # host:pid of the search's driver process, on parent runs
-HEARTBEAT_TAG = "lvsearch.heartbeat"  # unix time the driver last said it was alive, on parent runs
-HEARTBEAT_S = 30.0                    # how often a live driver writes it; three missed beats: gone
-SAMPLES_TAG = "lvsearch.samples"      # trials the search plans, on parent runs
-PARENT_TAG = "mlflow.parentRunId"
 PARAM_LIMIT = 100                     # MLflow's batch limit for params
 # A tracking server that does not answer must not hold anything up: MLflow's own defaults retry
 # 7 times with backoff for minutes. One try, 10 s: a first contact fails within seconds, and a
@@ -183,9 +185,7 @@ def start_trial_run(mlflow: MlflowClient, uri: str, parent_id: str, search: str,
     run = mlflow.create_run(experiment_id(mlflow, uri), run_name=run_name, tags={
         PARENT_TAG: parent_id, KIND_TAG: "trial", SEARCH_TAG: search, TRIAL_TAG: trial_id, STATUS_TAG: "running",
         **(tags or {})})
-    items = [Param(k, str(v)) for k, v in sorted(params.items())]
-    for start in range(0, len(items), PARAM_LIMIT):
-        mlflow.log_batch(run.info.run_id, params=items[start:start + PARAM_LIMIT])
+    log_params(mlflow, run.info.run_id, params)
     return run.info.run_id
 
 
@@ -196,6 +196,12 @@ def log_metrics(mlflow: MlflowClient, run_id: str, metrics: Mapping[str, Any], s
     batch = [Metric(k, float(v), now, step) for k, v in metrics.items()
              if isinstance(v, int | float) and not isinstance(v, bool)]
     mlflow.log_batch(run_id, metrics=batch)
+
+
+def log_params(mlflow: MlflowClient, run_id: str, params: Mapping[str, Any]) -> None:
+    items = [Param(k, str(v)) for k, v in sorted(params.items())]
+    for start in range(0, len(items), PARAM_LIMIT):
+        mlflow.log_batch(run_id, params=items[start:start + PARAM_LIMIT])
 
 
 def set_tags(mlflow: MlflowClient, run_id: str, tags: Mapping[str, Any]) -> None:

@@ -3,7 +3,7 @@
 Trials receive paths (data folder, cache folder, journal folder), never pixels. A worker process
 keeps its opened frame stores between trials (Tune reuses actors), and the recipes' caches are
 memory-mapped files built once per node under a lock. Everything a trial logs goes through its
-journal (search/journal.py): a tracking server's outage never stops a trial.
+journal (search/journal.py), which the driver delivers: a worker never waits on the tracking store.
 
 How a trial ends: its last report says ``completed``, ``diverged at epoch N: ...`` or ``failed:
 ...`` (an error in the trial's own code is reported, not raised: Tune would retry it, and it would
@@ -33,12 +33,11 @@ from lvseg.framestore import FrameStore, load_store
 from lvseg.recipes import get_recipe
 from lvseg.status import COMPLETED, RUNNING, Status, failed, failed_from
 from lvseg.train import BEST, LAST, RunResult
-from search import tracking
+from search import tags
 from search.journal import Journal
 from search.results import EPOCHS, STATUS, worst
 from search.space import TRIAL_NUMBER
 
-PID_TAG = "lvsearch.pid"  # the worker process that ran (or runs) the trial
 _STORES: dict[tuple[str, str], FrameStore] = {}  # per worker process, kept across reused trials
 
 
@@ -81,7 +80,9 @@ def run_name(context: TrialContext, number: int, config: dict[str, Any]) -> str:
 
 
 class Best:
-    """Running best of each objective across epochs, logged as best_<metric>."""
+    """Running best of each objective across epochs, logged as ``best_<metric>``, with the
+    interval reported beside it at that epoch (``<metric>_ci_low/high``) as
+    ``best_<metric>_ci_low/high``."""
 
     def __init__(self, objectives: list[tuple[str, str]]) -> None:
         self.objectives = objectives
@@ -94,6 +95,9 @@ class Best:
                 old = self.values.get(key)
                 if old is None or (value > old if mode == "max" else value < old):
                     self.values[key] = float(value)
+                    for end in ("low", "high"):
+                        if isinstance(metrics.get(f"{name}_ci_{end}"), int | float):
+                            self.values[f"{key}_ci_{end}"] = float(metrics[f"{name}_ci_{end}"])
         return dict(self.values)
 
 
@@ -131,7 +135,6 @@ class EpochReporter:
         if final:
             for path in self.artifacts():
                 self.journal.artifact(self.key, path)
-        self.journal.deliver()
         saved = None if final or not (self.workdir / LAST).is_file() else self.checkpoint(self.workdir)
         status = COMPLETED if final else RUNNING
         self.send({**metrics, **bests, EPOCHS: self.epochs, STATUS: str(status)}, saved)
@@ -164,10 +167,9 @@ def _open_run(config: dict[str, Any], number: int, context: TrialContext, journa
     """Validate the trial's config and open its child run (params, node, process, config.yaml)."""
     train_config = parse_config(config, source=f"trial {key}")
     journal.start_run(key, run_name(context, number, config), train_config.to_dict(),
-                      {tracking.NODE_TAG: ray.util.get_node_ip_address(), PID_TAG: str(os.getpid())})
+                      {tags.NODE_TAG: ray.util.get_node_ip_address(), tags.PID_TAG: str(os.getpid())})
     resolved = {**train_config.to_dict(), "data": context.data_root}  # what `lvsearch export` writes
     journal.text(key, yaml.safe_dump(resolved, sort_keys=False), "config.yaml")
-    journal.deliver()
     return train_config
 
 
@@ -200,7 +202,6 @@ def _end_early(context: TrialContext, journal: Journal, status: Status | None, e
     """Tell Tune (and so the driver and the sampler) about a trial that ends without a last epoch."""
     if status is None:
         return
-    journal.deliver()
     tune.report({**worst(context.objectives), "epoch": epoch, EPOCHS: epochs, STATUS: str(status)})
 
 

@@ -13,6 +13,7 @@ A recipe is one object in one module, ``lvseg/recipes/<name>.py``, registered in
   and those caches (a search builds them before any trial without knowing recipe names, and
   refuses one that does not fit on disk);
 - ``caveats(config, data)``: what makes its numbers not a result (synthetic data, random weights);
+- ``report_metrics``: reported figures of its own that a search report plots per choice (maybe none);
 - ``run(config, data, report, workdir, resume)``: the run (``recipe(...)`` calls it);
 - ``artifacts(config, data, workdir, title)``: pictures of a finished run, for trackers;
 - ``evaluate(config, checkpoint, data, split)``: metrics and predicted masks on a split, from a
@@ -59,6 +60,7 @@ class Recipe(ABC):
     trains: ClassVar[bool]
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
     cache_keys: ClassVar[tuple[str, ...]] = ()
+    report_metrics: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def metric_keys(self, config: Any) -> frozenset[str]:

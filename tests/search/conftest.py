@@ -27,3 +27,44 @@ def ray_local(tmp_path_factory: pytest.TempPathFactory):
     opened = listening_sockets() - before
     yield opened
     ray.shutdown()
+
+
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars")
+
+
+@pytest.fixture(scope="session")
+def chromium(tmp_path_factory: pytest.TempPathFactory):
+    """``browse(url, png=None, dump=False, size=(1200, 2400))``: headless Chromium (Debian's package,
+    which CI installs) shooting a page to ``png`` or returning its DOM after the page's scripts ran."""
+    import shutil
+
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    if binary is None:
+        pytest.skip("BROWSER TESTS SKIPPED: Debian's chromium is not installed (`apt-get install chromium`; "
+                    ".ci/run installs it)")
+    profile = tmp_path_factory.mktemp("chromium-profile")
+
+    def browse(url: str, png=None, dump: bool = False, size: tuple[int, int] = (1200, 2400),
+               wait_ms: int = 8000) -> str:
+        command = [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size={size[0]},{size[1]}",
+                   f"--virtual-time-budget={wait_ms}"]
+        command += ["--dump-dom"] if dump else [f"--screenshot={png}"]
+        done = subprocess.run([*command, url], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+
+    return browse
+
+
+def _not_blank(png) -> bool:
+    import cv2
+
+    pixels = cv2.imread(str(png), cv2.IMREAD_GRAYSCALE).astype(float)
+    return pixels.std() > 10 and (pixels < 200).mean() > 0.01
+
+
+@pytest.fixture(scope="session")
+def not_blank():
+    """``not_blank(png)``: a screenshot that shows something, more than one colour over a good part."""
+    return _not_blank

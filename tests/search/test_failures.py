@@ -20,9 +20,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+import optuna
 import pytest
 import yaml
 
+from lvseg.framestore import load_store
 from lvseg.status import Status
 from search import tracking
 from search.cli import main
@@ -105,7 +107,8 @@ def _space(tmp_path: Path, samples: int = 2, epochs: int = EPOCHS, concurrency: 
 
 def _args(space: Path, data: Path, uri: str, tmp_path: Path, cache: Path, name: str = "s") -> list[str]:
     return ["run", str(space), "--data", str(data), "--name", name, "--tracking-uri", uri,
-            "--storage", str(tmp_path / "runs"), "--cache-dir", str(cache)]
+            "--storage", str(tmp_path / "runs"), "--cache-dir", str(cache),
+            "--optuna-storage", f"sqlite:///{tmp_path / 'optuna.db'}"]
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -251,7 +254,7 @@ def test_a_signal_ends_every_run_and_resume_finishes_the_search(signum: int, cod
     name = f"signal-{signum}"
     args = _args(_space(tmp_path, samples=3), synthetic_root, server.uri, tmp_path, shared_cache, name)
     run = _start(args, tmp_path)
-    _wait_for(lambda: _read(tmp_path / "run.log").count(" completed\n") >= 1 or run.poll() is not None,
+    _wait_for(lambda: _read(tmp_path / "run.log").count(" completed  ") >= 1 or run.poll() is not None,
               what="the first trial to complete")
     run.send_signal(signum)
     exit_code, output = _finish(run, tmp_path)
@@ -270,6 +273,8 @@ def test_a_signal_ends_every_run_and_resume_finishes_the_search(signum: int, cod
     assert parent.info.status == "FINISHED"
     assert parent.data.metrics["trials_completed"] == 3 and parent.data.metrics["trials_interrupted"] == 0
     assert parent.data.metrics["trials_running"] == 0  # rewritten at the end of the resume
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    assert sorted(t.state.name for t in study.trials) == ["COMPLETE"] * 3  # the same study, continued
 
 
 def _pid_of_a_running_trial(uri: str, name: str) -> tuple[str, int]:
@@ -311,8 +316,8 @@ def test_a_tracking_outage_mid_search_loses_and_doubles_nothing(synthetic_root: 
     server.work.mkdir()
     server.start()
     epochs = 8
-    args = _args(_space(tmp_path, samples=2, epochs=epochs, concurrency=2), synthetic_root, server.uri, tmp_path,
-                 shared_cache, "outage")
+    args = [*_args(_space(tmp_path, samples=2, epochs=epochs, concurrency=2), synthetic_root, server.uri, tmp_path,
+                   shared_cache, "outage"), "--verbose"]
     run = _start(args, tmp_path, env={**_env(tmp_path), "LVSEARCH_TRACKING_WAIT_S": "60"})
     try:
         _wait_for(lambda: "epoch 1/" in _read(tmp_path / "run.log") or run.poll() is not None,
@@ -340,7 +345,8 @@ def test_a_server_down_at_the_end_is_synced_later(synthetic_root: Path, shared_c
     server = Server(tmp_path / "own-server")
     server.work.mkdir()
     server.start()
-    args = _args(_space(tmp_path, samples=2, epochs=3), synthetic_root, server.uri, tmp_path, shared_cache, "later")
+    args = [*_args(_space(tmp_path, samples=2, epochs=3), synthetic_root, server.uri, tmp_path, shared_cache, "later"),
+            "--verbose"]
     env = {**_env(tmp_path), "LVSEARCH_TRACKING_WAIT_S": "2"}
     run = _start(args, tmp_path, env=env)
     try:
@@ -367,7 +373,7 @@ def test_a_driver_killed_with_sigkill_is_reported_and_resumed(server: Server, sy
     env = _env(tmp_path)
     args = _args(_space(tmp_path, samples=3, epochs=3), synthetic_root, server.uri, tmp_path, shared_cache, "sigkill")
     run = _start(args, tmp_path, env=env)
-    _wait_for(lambda: _read(tmp_path / "run.log").count(" completed\n") >= 1 or run.poll() is not None,
+    _wait_for(lambda: _read(tmp_path / "run.log").count(" completed  ") >= 1 or run.poll() is not None,
               what="the first trial to complete")
     run.send_signal(signal.SIGKILL)
     run.wait(30)
@@ -389,12 +395,10 @@ def test_a_driver_killed_with_sigkill_is_reported_and_resumed(server: Server, sy
     assert set(statuses) <= {"completed", "interrupted: its driver was killed"}
 
 
-def test_a_truncated_frame_store_is_rebuilt_with_a_warning(ray_local, server: Server, synthetic_root: Path,
+def test_a_truncated_frame_store_is_rebuilt_with_a_warning(server: Server, synthetic_root: Path,
                                                            tmp_path: Path) -> None:
     cache = tmp_path / "cache"
-    assert main(["run", str(_space(tmp_path, samples=1, epochs=1)), "--data", str(synthetic_root), "--name", "one",
-                 "--tracking-uri", server.uri, "--storage", str(tmp_path / "runs"), "--cache-dir", str(cache)]) == 0
-    (images,) = cache.glob("framestore-*/images.npy")
+    images = load_store(synthetic_root, cache, progress=False).path / "images.npy"
     with images.open("r+b") as handle:
         handle.truncate(images.stat().st_size // 3)
     code, output = _finish(_start(_args(_space(tmp_path, samples=1, epochs=1), synthetic_root, server.uri, tmp_path,

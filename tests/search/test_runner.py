@@ -4,6 +4,12 @@ exported and retrained."""
 from __future__ import annotations
 
 import json
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -115,45 +121,6 @@ def test_unknown_search_is_a_clear_error(search: dict, capsys) -> None:
     assert "no search named 'nope'" in capsys.readouterr().err
 
 
-def test_an_interrupted_search_resumes_without_duplicate_runs(ray_local, synthetic_root: Path, tmp_path: Path) -> None:
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    from search.runner import resume_search
-
-    space = {**SPACE, "fixed": {**SPACE["fixed"], "epochs": 2},
-             "search": {"sampler": "random", "scheduler": "fifo", "samples": 5, "concurrency": 1, "seed": 0}}
-    (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))
-    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
-    args = [str(Path(sys.executable).parent / "lvsearch"), "run", str(tmp_path / "space.yaml"), "--data",
-            str(synthetic_root), "--name", "cut", "--tracking-uri", uri, "--storage", str(tmp_path / "runs"),
-            "--cache-dir", str(tmp_path / "cache")]
-    log = tmp_path / "run.log"
-    with log.open("w") as out:
-        run = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 240
-        while log.read_text().count(" completed\n") < 2 and run.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.5)
-        run.send_signal(signal.SIGINT)  # Ctrl-C
-        assert run.wait(120) == 130
-    assert "`lvsearch resume cut` continues it" in log.read_text(), log.read_text()[-2000:]
-    mlflow = tracking.client(uri)
-    parent = tracking.find_search_run(mlflow, uri, "cut")
-    assert parent.info.status == "KILLED" and parent.data.tags[tracking.STATUS_TAG] == "interrupted"
-    assert "RUNNING" not in {c.info.status for c in tracking.trial_runs(mlflow, uri, parent.info.run_id)}
-    summary = resume_search("cut", tmp_path / "runs")
-    assert summary["counts"] == {"completed": 5} and summary["exit_code"] == 0
-    parent = tracking.find_search_run(mlflow, uri, "cut")
-    assert parent.info.status == "FINISHED"
-    children = tracking.trial_runs(mlflow, uri, parent.info.run_id)
-    assert len(children) == 5  # restored trials kept their runs
-    for child in children:  # an interrupted trial continued from its checkpoint: no epoch twice
-        steps = sorted(m.step for m in mlflow.get_metric_history(child.info.run_id, "val_dice"))
-        assert steps == [1, 2], (child.info.run_name, steps)
-
-
 def test_the_demo_sam_space_logs_a_child_run_per_strategy(ray_local, synthetic_root: Path, tmp_path: Path) -> None:
     from search.space import load_space
 
@@ -226,3 +193,67 @@ def test_the_sam_decoder_demo_space_searches_exports_and_retrains_to_the_same_di
                        str(tmp_path / "cache")]) == 0
     retrained = json.loads((tmp_path / "retrained" / "metrics.json").read_text())
     assert retrained["val_dice"] == pytest.approx(best["score"], abs=1e-6)
+
+
+
+def test_every_search_ends_with_a_report_that_a_browser_shows_whole(search: dict, chromium, not_blank,
+                                                                   tmp_path: Path) -> None:
+    page = search["summary"]["report"]
+    assert page.name == "report.html" and {p.name for p in page.parent.glob("*.png")} >= {
+        "best_so_far.png", "slices.png", "parallel.png", "curves.png", "per_video.png"}
+    mlflow = tracking.client(search["uri"])
+    parent = tracking.find_search_run(mlflow, search["uri"], "e2e")
+    assert "report/report.html" in {a.path for a in mlflow.list_artifacts(parent.info.run_id, "report")}
+    dom = chromium(page.as_uri(), dump=True)
+    loaded = re.search(r'data-images-loaded="(\d+)/(\d+)"', dom)
+    assert loaded and loaded.group(1) == loaded.group(2) and int(loaded.group(2)) >= 5, loaded
+    assert "SYNTHETIC data" in dom and "RANDOMLY initialised backbone" in dom
+    shot = tmp_path / "report.png"
+    chromium(page.as_uri(), png=shot)
+    assert not_blank(shot)
+
+
+def test_the_report_command_writes_where_asked(search: dict, tmp_path: Path, capsys) -> None:
+    assert lvsearch_main(["report", "e2e", "--out", str(tmp_path / "r"), "--tracking-uri", search["uri"]]) == 0
+    assert (tmp_path / "r" / "report.html").is_file()
+    assert f"wrote {tmp_path / 'r' / 'report.html'}" in capsys.readouterr().out
+
+
+def test_the_study_persists_with_every_trials_end_and_the_dashboard_serves_it(search: dict) -> None:
+    import optuna
+
+    storage = f"sqlite:///{search['work'] / 'optuna.db'}"  # beside the MLflow database
+    study = optuna.load_study(study_name="e2e", storage=storage)
+    assert study.user_attrs["recipe"] == "dinov2_probe"
+    states = sorted(t.state.name for t in study.trials)
+    counts = search["summary"]["counts"]
+    assert states == sorted(["COMPLETE"] * counts["completed"] + ["PRUNED"] * counts.get("pruned", 0))
+    assert all(t.intermediate_values for t in study.trials if t.state.name == "PRUNED")  # its last value kept
+    port = _free_port()
+    server = subprocess.Popen([str(Path(sys.executable).parent / "optuna-dashboard"), storage, "--host", "127.0.0.1",
+                               "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        body = _get_when_up(f"http://127.0.0.1:{port}/api/studies")
+        listening = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True).stdout
+    finally:
+        server.terminate()
+        server.wait(30)
+    assert "e2e" in {s["study_name"] for s in json.loads(body)["studies"]}
+    assert {line.split()[3] for line in listening.splitlines() if line.strip()} == {f"127.0.0.1:{port}"}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _get_when_up(url: str, seconds: float = 60) -> str:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return urllib.request.urlopen(url, timeout=2).read().decode()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
