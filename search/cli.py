@@ -173,7 +173,7 @@ def cmd_report(args: argparse.Namespace, driver: Driver) -> int:
 
 
 def cmd_ui(args: argparse.Namespace, driver: Driver) -> int:
-    from search import tracking
+    from search import tracking, views
 
     uri = args.tracking_uri or tracking.default_tracking_uri()
     if not tracking.is_local(uri):
@@ -185,13 +185,26 @@ def cmd_ui(args: argparse.Namespace, driver: Driver) -> int:
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host,
                "--port", str(args.port)]
     # the runs table directly: MLflow 3's experiment page otherwise opens on its GenAI overview
-    print(f"MLflow UI for {uri}: http://{args.host}:{args.port}/{where} (expand a search's row to see its "
-          f"trials); Ctrl-C stops it", flush=True)
+    base = f"http://{args.host}:{args.port}"
+    print(f"MLflow UI for {uri}: {base}/{where} (expand a search's row to see its trials); Ctrl-C stops it")
+    for name in _recent_searches(uri, experiment):
+        print(f"  {name}'s trials, ranked, with intervals and status: {views.trials_url(base, experiment, name)}")
+    sys.stdout.flush()
     # MLflow's job runner (a pool of huey consumers) serves GenAI features this store does not use and
     # makes the UI take ~30 s to start instead of ~10 s
     os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     os.execv(command[0], command)
     return 0  # not reached: execv replaces this process
+
+
+def _recent_searches(uri: str, experiment: str | None, shown: int = 5) -> list[str]:
+    from search import tracking
+
+    if experiment is None:
+        return []
+    runs = tracking.open_store(uri).search_runs([experiment], filter_string=f"tags.`{tracking.KIND_TAG}` = 'search'",
+                                                order_by=["attributes.start_time DESC"], max_results=shown)
+    return [run.data.tags.get(tracking.SEARCH_TAG, run.info.run_name) for run in runs]
 
 
 def cmd_demo(args: argparse.Namespace, driver: Driver) -> int:

@@ -1,6 +1,7 @@
-"""What a person watching a search sees: one line per trial that ends (with ``--verbose`` also
-per trial that starts and per epoch) and a status line every STATUS_S. Everything else goes to the
-search's log file (search/driver.py)."""
+"""What a person watching a search sees: one line per trial event (started, each epoch with its
+metric, and how it ended: completed, pruned, diverged, failed) and a status line every STATUS_S.
+The demo, which runs three searches on one page, shows only how trials ended and the status lines.
+Everything else goes to the search's log file (search/driver.py)."""
 
 from __future__ import annotations
 
@@ -30,12 +31,12 @@ def clock(seconds: float) -> str:
 
 class Console(Callback):
     """A status line every STATUS_S (trials done by how they ended, running, the best so far with
-    its interval, elapsed and estimated remaining time); unless ``detail`` is quiet, one line per
-    ended trial; when verbose, per started trial and per epoch too."""
+    its interval, elapsed and estimated remaining time) and a line per ended trial; unless
+    ``detail`` is quiet, a line per started trial and per epoch too."""
 
     def __init__(self, metric: str, mode: str, samples: int, searched: tuple[str, ...], detail: str) -> None:
         self.metric, self.mode, self.samples, self.searched = metric, mode, samples, searched
-        self.verbose, self.quiet = detail == "verbose", detail == "quiet"
+        self.quiet = detail == "quiet"
         self.started = time.monotonic()
         self.status_at = self.started
         self.ended: dict[str, Status] = {}
@@ -47,13 +48,13 @@ class Console(Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.running.add(trial.trial_id)
-        if self.verbose:
+        if not self.quiet:
             picked = " ".join(f"{k}={_short(trial.config[k])}" for k in self.searched if k in trial.config)
             self.line(f"{trial_label(trial)} started   {picked}")
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         status = Status.parse(str(result.get(STATUS, "running")))
-        if self.verbose and status.kind in ("running", "completed"):
+        if not self.quiet and status.kind in ("running", "completed"):
             self.line(f"{trial_label(trial)} epoch {result['epoch']}/{result[EPOCHS]}  {self.metric} "
                       f"{result[self.metric]:.4f}")
 
@@ -80,8 +81,7 @@ class Console(Callback):
             low, high = (result.get(f"best_{self.metric}_ci_{end}", math.nan) for end in ("low", "high"))
             if self.best is None or (score > self.best[0] if self.mode == "max" else score < self.best[0]):
                 self.best = (score, low, high, trial_label(trial))
-        if not self.quiet:
-            self.line(f"{trial_label(trial)} {status}{_scored(self.metric, result)}")
+        self.line(f"{trial_label(trial)} {status}{_scored(self.metric, result)}")
 
     def status(self) -> str:
         """Trials done by how they ended, running, the best so far, elapsed and remaining time."""

@@ -25,8 +25,8 @@ from lvseg.recipes.base import PER_VIDEO
 from search import charts, tracking
 from search.export import ranked_trials
 from search.space import Param, SearchSpace, parse_space
+from search.tags import CAVEATS_TAG
 
-CAVEATS_TAG = "lvsearch.caveats"
 TOP_TABLE, TOP_PAIRED, PER_VIDEO_TRIALS = 20, 10, 200
 NUMBER = re.compile(r"-t(\d+)(?: |$)")
 

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from lvseg.status import INTERRUPTED, Status, failed, failed_from
-from search import studies, tracking
+from search import studies, tracking, views
 from search.callbacks import TrackingCallback
 from search.console import Console
 from search.driver import Driver
@@ -28,11 +28,12 @@ from search.export import driver_alive, run_status
 from search.interrupts import Interrupts
 from search.journal import SEARCH, Journal, journals
 from search.prepare import Prepared, check_resources, init_ray, prepare
-from search.report import CAVEATS_TAG, write_report
+from search.report import write_report
 from search.samplers import PruneAwareOptunaSearch, build_sampler, build_scheduler
 from search.space import SearchSpace, parse_space
 from search.state import LOG_FILE, SearchState, default_storage
 from search.summary import close_parent, format_table, remaining, summarise, tracking_wait_s, trials_status
+from search.tags import CAVEATS_TAG
 from search.trainable import TrialContext, run_trial
 
 ORPHANED = "its driver was killed"
@@ -83,6 +84,8 @@ def _start(ready: Prepared) -> SearchState:
         tracking.SAMPLES_TAG: str(ready.samples), tracking.DRIVER_TAG: _driver(),
         CAVEATS_TAG: "; ".join(ready.caveats)}, space.text, space.source)
     _log_space(mlflow, parent, space)
+    views.save_trials_view(mlflow, tracking.experiment_id(mlflow, ready.uri), ready.name, parent, space.metric,
+                           space.mode, [p.name for p in space.params])
     if ready.skipped:
         _log_skipped(mlflow, parent, ready.skipped)
     state = SearchState(ready.name, space.source, space.text, ready.root, ready.cache_dir, ready.uri, parent,

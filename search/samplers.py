@@ -93,20 +93,44 @@ def build_scheduler(space: SearchSpace) -> TrialScheduler:
 
 class PruneAwareOptunaSearch(OptunaSearch):
     """OptunaSearch that tells Optuna how each trial really ended (lvseg.status): a trial the
-    scheduler stopped is PRUNED, a diverged or failed one FAIL.
+    scheduler stopped is PRUNED with its last value, a diverged or failed one FAIL.
 
     Stock OptunaSearch tells Optuna a stopped trial COMPLETED with its partial score, so TPE
-    learns from early, low scores as if they were final."""
+    learns from early, low scores as if they were final. And a search resumed after its driver
+    was killed re-runs trials the persistent study had already been told about (Tune's snapshot
+    lags): those are left as the study recorded them, since Optuna refuses to update them."""
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if not self._ended_in_study(trial_id):
+            super().on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self._ot_trials and self._ended_in_study(trial_id):
+            self._completed_trials.add(trial_id)
+            return None
         if error or trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return super().on_trial_complete(trial_id, result, error)
         state = final_status(result).optuna_state
         if state == "COMPLETE":
             return super().on_trial_complete(trial_id, result, error)
+        if state == "PRUNED":
+            self._report_last(trial_id, result or {})
         tell_quietly(self._ot_study, self._ot_trials[trial_id], state=optuna.trial.TrialState[state])
         self._completed_trials.add(trial_id)
         return None
+
+    def _ended_in_study(self, trial_id: str) -> bool:
+        trial = self._ot_trials.get(trial_id)
+        return trial is not None and self._ot_study._storage.get_trial(trial._trial_id).state.is_finished()
+
+    def _report_last(self, trial_id: str, result: dict) -> None:
+        """A trial stopped at its first result was never reported (Tune reports only results it
+        continues after): PRUNED keeps the value it was stopped on, as pruners expect."""
+        value, step = result.get(self.metric), result.get("training_iteration")
+        if isinstance(self.metric, str) and value is not None and step is not None:
+            trial = self._ot_study._storage.get_trial(self._ot_trials[trial_id]._trial_id)
+            if step not in trial.intermediate_values:
+                self._ot_trials[trial_id].report(value, step)
 
 
 def tell_quietly(study: optuna.Study, trial: optuna.Trial, *args: Any, **kwargs: Any) -> None:

@@ -13,6 +13,7 @@ from search.export import ranked_trials, run_status
 from search.journal import SEARCH, Journal
 from search.space import SearchSpace
 from search.state import SearchState
+from search.tags import CAVEATS_TAG, DESCRIPTION_TAG
 
 WAIT_ENV = "LVSEARCH_TRACKING_WAIT_S"
 WAIT_DEFAULT_S = 60.0  # at the end of a search, how long to wait for a tracking store that is down
@@ -32,8 +33,9 @@ def summarise(space: SearchSpace, state: SearchState) -> dict[str, Any]:
     counts: dict[str, int] = {}
     for row in rows:
         counts[row["status"].kind] = counts.get(row["status"].kind, 0) + 1
+    parent = tracking.client(state.tracking_uri).get_run(state.parent_run_id)
     return {"name": state.name, "metric": space.metric[0], "rows": rows, "counts": counts,
-            "objectives": len(space.metric)}
+            "objectives": len(space.metric), "caveats": parent.data.tags.get(CAVEATS_TAG, "")}
 
 
 def counts_metrics(counts: dict[str, int]) -> dict[str, float]:
@@ -70,6 +72,24 @@ def format_table(summary: dict[str, Any], limit: int = 20) -> str:
     return "\n".join(lines)
 
 
+def description(summary: dict[str, Any], status: Status, planned: int) -> str:
+    """The parent run's description in the MLflow UI (Markdown): how the search ended, its best
+    trial with the interval and ties, where the report is, and its caveats."""
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(summary["counts"].items()))
+    lines = [f"Caveats: {summary['caveats']}."] if summary.get("caveats") else []  # first: never read as results
+    lines.append(f"**Search {summary['name']}: {status}.** {len(summary['rows'])} of {planned} trials ran ({counts}).")
+    best = summary["rows"][0] if summary["rows"] and summary["rows"][0]["status"].kind == "completed" else None
+    if best is not None:
+        interval = f" (95% interval {best['low']:.4f}-{best['high']:.4f})" if best["low"] is not None else ""
+        tied = sum(row["tied"] for row in summary["rows"])
+        ties = (f"{tied} other trial(s) tied with it: their intervals overlap, these videos cannot tell them apart"
+                if tied else "no other trial's interval overlaps its own")
+        lines.append(f"Best: **{best['name']}**, {summary['metric']} {best['score']:.4f}{interval}; {ties}.")
+    lines.append(f"Report: `report/report.html` in this run's artifacts (`lvsearch report {summary['name']}` "
+                 f"writes it anew).")
+    return "\n\n".join(lines)
+
+
 def trials_status(summary: dict[str, Any]) -> Status:
     """A search that ran to its end: completed, or failed if any trial failed with an error."""
     bad = [row for row in summary["rows"] if row["status"].kind == "failed"]
@@ -81,13 +101,17 @@ def trials_status(summary: dict[str, Any]) -> Status:
 
 def close_parent(state: SearchState, storage: Path, summary: dict[str, Any], status: Status) -> int:
     """Counts (rewritten at every ending, zeros included, so a resume leaves nothing stale), the
-    best trial, and the terminal state, through the search's journal. Returns what still waits."""
+    best trial (its ``best_*`` metrics, intervals included, and how many trials tie with it: the
+    parent's row in the MLflow runs table reads like the trial's), and the terminal state,
+    through the search's journal. Returns what still waits."""
     journal = Journal(state.journal_dir(storage), SEARCH, state.tracking_uri, state.parent_run_id, state.name)
     metrics = counts_metrics(summary["counts"])
     best = summary["rows"][0] if summary["rows"] and summary["rows"][0]["status"].kind == "completed" else None
     if best is not None:
-        metrics[f"best_{summary['metric']}"] = best["score"]
+        metrics.update({k: v for k, v in best["metrics"].items() if k.startswith("best_")})
+        metrics["trials_tied_with_best"] = float(sum(row["tied"] for row in summary["rows"]))
         journal.tags(SEARCH, {"best_trial_run_id": best["run_id"], "best_trial": best["name"]})
     journal.metrics(SEARCH, metrics, step=0)
+    journal.tags(SEARCH, {DESCRIPTION_TAG: description(summary, status, state.samples)})
     journal.end(SEARCH, status)
     return journal.deliver_within(tracking_wait_s())

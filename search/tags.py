@@ -10,4 +10,6 @@ DRIVER_TAG = "lvsearch.driver"        # host:pid of the search's driver process,
 HEARTBEAT_TAG = "lvsearch.heartbeat"  # unix time the driver last said it was alive, on parent runs
 HEARTBEAT_S = 30.0                    # how often a live driver writes it; three missed beats: gone
 SAMPLES_TAG = "lvsearch.samples"      # trials the search plans, on parent runs
+CAVEATS_TAG = "lvsearch.caveats"      # what the results must not be taken for (synthetic data, random models)
 PARENT_TAG = "mlflow.parentRunId"
+DESCRIPTION_TAG = "mlflow.note.content"  # what the MLflow UI shows as a run's description

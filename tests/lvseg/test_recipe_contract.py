@@ -37,8 +37,11 @@ def test_a_run_reports_every_epoch_with_the_declared_keys_and_writes_its_artifac
     assert [r["epoch"] for r in reports] == list(range(1, recipe.epochs(config) + 1))
     assert all(set(r) == recipe.metric_keys(config) for r in reports)
     assert all(0 <= v <= 1 for r in reports for k, v in r.items() if k.endswith("_dice"))
-    pictures = recipe.artifacts(config, small_store, tmp_path, "contract test")
+    files = recipe.artifacts(config, small_store, tmp_path, "contract test")
+    pictures = [f for f in files if f.suffix == ".png"]
     assert pictures and all(p.read_bytes()[:4] == b"\x89PNG" for p in pictures)
+    table = next(f for f in files if f.name == "per_video.csv").read_text().splitlines()
+    assert table[0].startswith("video") and len(table) > 1
 
 
 def test_raising_in_report_stops_the_run_cleanly(name: str, config_of, small_store, tmp_path: Path) -> None:

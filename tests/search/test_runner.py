@@ -142,12 +142,12 @@ def test_the_demo_sam_space_logs_a_child_run_per_strategy(ray_local, synthetic_r
 
 def test_an_error_in_the_driver_ends_every_run_and_exits_1(ray_local, synthetic_root: Path, tmp_path: Path,
                                                            monkeypatch) -> None:
-    from search.callbacks import ProgressCallback
+    from search.console import Console
 
     def broken(self, iteration, trials, trial, result, **info):
         raise RuntimeError("the driver broke")  # a real exception inside Tuner.fit, on the driver
 
-    monkeypatch.setattr(ProgressCallback, "on_trial_result", broken)
+    monkeypatch.setattr(Console, "on_trial_result", broken)
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     space = parse_space({**SPACE, "search": {**SPACE["search"], "scheduler": "fifo"}}, "s.yaml")
     summary = run_search(space, str(synthetic_root), "broken", tracking_uri=uri, storage=tmp_path / "runs",
@@ -238,7 +238,7 @@ def test_the_study_persists_with_every_trials_end_and_the_dashboard_serves_it(se
     finally:
         server.terminate()
         server.wait(30)
-    assert "e2e" in {s["study_name"] for s in json.loads(body)["studies"]}
+    assert "e2e" in {s["study_name"] for s in json.loads(body)["study_summaries"]}
     assert {line.split()[3] for line in listening.splitlines() if line.strip()} == {f"127.0.0.1:{port}"}
 
 
@@ -257,3 +257,47 @@ def _get_when_up(url: str, seconds: float = 60) -> str:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
+
+
+def test_the_mlflow_ui_shows_a_search_as_people_read_it(search: dict, chromium, not_blank, tmp_path: Path) -> None:
+    port = _free_port()
+    ui = subprocess.Popen([str(Path(sys.executable).parent / "lvsearch"), "ui", "--port", str(port), "--tracking-uri",
+                           search["uri"]], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        printed = _lines_until(ui, "e2e's trials")
+        trials_url = printed[-1].split(": ", 1)[1]
+        base = f"http://127.0.0.1:{port}"
+        _get_when_up(base)
+        mlflow = tracking.client(search["uri"])
+        parent = tracking.find_search_run(mlflow, search["uri"], "e2e")
+        children = tracking.trial_runs(mlflow, search["uri"], parent.info.run_id)
+        best = max(children, key=lambda run: run.data.metrics.get("best_val_dice", -1))
+        table = chromium(trials_url, dump=True, size=(2400, 900), wait_ms=15000)
+        chromium(trials_url, png=tmp_path / "runs.png", size=(2400, 900), wait_ms=15000)
+        pages = {run.info.run_name: f"{base}/#/experiments/{parent.info.experiment_id}/runs/{run.info.run_id}"
+                 for run in (parent, best)}
+        parent_page = chromium(pages["e2e"], dump=True, wait_ms=15000)
+        chromium(pages[best.info.run_name], png=tmp_path / "trial.png", size=(1600, 1200), wait_ms=15000)
+    finally:
+        ui.terminate()
+        ui.wait(30)
+    columns = set(re.findall(r'col-id="([^"]+)"', table))
+    wanted = {"tags.`lvsearch.status`", "metrics.`best_val_dice`", "metrics.`best_val_dice_ci_low`",
+              "metrics.`best_val_dice_ci_high`"} | {f"params.`{name}`" for name in SPACE["params"]}
+    assert wanted <= columns, wanted - columns
+    shown = [name for name in re.findall(r">(e2e-t\d{3}[^<]*)<", table)]
+    ranked = sorted(children, key=lambda run: -run.data.metrics.get("best_val_dice", -1))
+    assert list(dict.fromkeys(shown)) == [run.info.run_name for run in ranked]  # every trial, best first
+    description = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", parent_page))
+    assert "Caveats: SYNTHETIC data" in description and f"Best: {best.info.run_name}, val_dice " in description
+    assert not_blank(tmp_path / "runs.png") and not_blank(tmp_path / "trial.png")
+
+
+def _lines_until(process: subprocess.Popen, text: str) -> list[str]:
+    """What ``process`` printed, up to the first line containing ``text``."""
+    lines: list[str] = []
+    for line in process.stdout:
+        lines.append(line.rstrip("\n"))
+        if text in line:
+            return lines
+    raise AssertionError(f"{text!r} never printed: {lines}")
