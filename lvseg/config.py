@@ -79,6 +79,8 @@ class TrainConfig(RecipeConfig):
     best_by: str = "val_loss"      # the reference keeps the epoch of lowest validation loss
     precise_bn: int = 200          # train batches that recompute BatchNorm statistics before each
                                    # validation ("precise BN"); 0 keeps training's running averages
+    resident_gb: float | None = None  # inputs kept on the device per split (lvseg.resident); None: a
+                                      # safe share of its free memory; 0 streams every batch from disk
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -97,6 +99,8 @@ class TrainConfig(RecipeConfig):
         check(self, "step_gamma", 0 < self.step_gamma <= 1, "must lie in (0, 1]")
         check(self, "focal_gamma", self.focal_gamma >= 0, "must be >= 0")
         check(self, "precise_bn", self.precise_bn >= 0, "must be >= 0 (0 turns it off)")
+        check(self, "resident_gb", self.resident_gb is None or self.resident_gb >= 0,
+              "must be >= 0 GB (0 streams every batch), or null for a share of the device's free memory")
 
 
 def config_keys(recipe: str) -> set[str]:

@@ -11,10 +11,12 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from queue import Full, Queue
 from typing import Any
 
 import numpy as np
@@ -57,6 +59,12 @@ class SplitData:
     def videos(self) -> int:
         return len(self.masks) // 2
 
+    @property
+    def streamed(self) -> bool:
+        """Whether ``inputs`` reads each batch from disk (lvseg.resident), rather than gathering it
+        from rows already on the device."""
+        return bool(getattr(self.inputs, "streamed", False))
+
     def batches(self, batch_size: int, order: np.ndarray | None = None):
         """Sample-index batches of ``batch_size`` videos (both frames of each), in ``order``."""
         order = np.arange(self.videos) if order is None else order
@@ -77,6 +85,45 @@ class RunResult:
     checkpoint: Path | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+
+
+def prefetched(inputs: Callable[[np.ndarray], Inputs], batches: Iterable[np.ndarray],
+               ahead: int = 2) -> Iterator[tuple[np.ndarray, Inputs]]:
+    """(index, inputs(index)) per batch, computed up to ``ahead`` batches early in a thread; an
+    exception there is raised here, at the batch it belongs to. A consumer that stops early
+    (an exception in the step) stops the thread too."""
+    queue: Queue = Queue(maxsize=ahead)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                queue.put(item, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for index in batches:
+                if not put((index, inputs(index), None)):
+                    return
+        except BaseException as error:  # handed to the consumer, which raises it
+            put((None, None, error))
+        put(None)
+
+    thread = threading.Thread(target=work, daemon=True, name="lvseg-prefetch")
+    thread.start()
+    try:
+        while (item := queue.get()) is not None:
+            index, x, error = item
+            if error is not None:
+                raise error
+            yield index, x
+    finally:
+        stop.set()
+        thread.join()
 
 
 def pick_device(name: str) -> torch.device:
@@ -117,6 +164,7 @@ class Trainer:
                            step_epochs=config.step_epochs, step_gamma=config.step_gamma)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
         self.result = RunResult(status=RUNNING, config=config.to_dict())
+        self._targets: dict[int, torch.Tensor] = {}  # each split's masks on the device, by id
 
     # ---- one epoch -------------------------------------------------------------------------
 
@@ -133,32 +181,49 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
             return (self.model(*x) if isinstance(x, tuple) else self.model(x)).float()
 
-    def _batch_loss(self, logits: torch.Tensor, masks: np.ndarray) -> torch.Tensor:
-        target = torch.from_numpy(masks).to(self.device, dtype=torch.float32)
+    def _target(self, data: SplitData, index: np.ndarray) -> torch.Tensor:
+        """The batch's masks, gathered from the split's masks on the device (copied there once)."""
+        if id(data) not in self._targets:
+            self._targets[id(data)] = torch.from_numpy(np.ascontiguousarray(data.masks)).to(self.device)
+        where = torch.from_numpy(np.ascontiguousarray(index)).to(self.device, non_blocking=True)
+        return self._targets[id(data)].index_select(0, where).float()
+
+    def _loaded(self, data: SplitData, batches: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, Inputs]]:
+        """(index, inputs) per batch; a streamed split's are read one batch ahead in a background
+        thread, so that reading and copying overlap compute."""
+        if not data.streamed:
+            return ((index, data.inputs(index)) for index in batches)
+        return prefetched(data.inputs, batches)
+
+    def _batch_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         loss = self.loss(logits, target)
         # summed like the reference: (loss over ES frames + loss over ED frames) / 2
         return loss / 2 if self.config.loss_reduction == "sum" else loss
 
-    def _summed(self, loss: torch.Tensor, frames: int) -> float:
-        """A batch loss back to the batch's total, so that epochs report a mean loss per frame."""
-        return loss.item() * (2 if self.config.loss_reduction == "sum" else frames)
+    def _summed(self, loss: torch.Tensor, frames: int) -> torch.Tensor:
+        """A batch loss back to the batch's total (still on the device: reading it would wait for
+        the device), so that epochs report a mean loss per frame."""
+        return loss.detach() * (2 if self.config.loss_reduction == "sum" else frames)
 
     def train_epoch(self, epoch: int) -> float:
         """One pass in a seeded order (the same whether or not the run was resumed).
-        Returns the mean loss per frame, or NaN when the loss diverged."""
+        Returns the mean loss per frame, or NaN when the loss diverged.
+
+        Nothing here waits for the device: losses add up where they are computed, and the epoch's
+        total is read, and checked for divergence, once at its end (a NaN or inf in any batch makes
+        the total non-finite)."""
         self.model.train()
         order = np.random.default_rng([self.config.seed, epoch]).permutation(self.train.videos)
-        total, frames = 0.0, 0
-        for index in self.train.batches(self.config.batch_size, order):
-            loss = self._batch_loss(self._forward(self.train.inputs(index)), self.train.masks[index])
-            if not torch.isfinite(loss):
-                return math.nan
+        total, frames = torch.zeros((), device=self.device), 0
+        for index, x in self._loaded(self.train, self.train.batches(self.config.batch_size, order)):
+            loss = self._batch_loss(self._forward(x), self._target(self.train, index))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
             total, frames = total + self._summed(loss, len(index)), frames + len(index)
         self.scheduler.step()
-        return total / frames
+        mean = total.item() / frames
+        return mean if math.isfinite(mean) else math.nan
 
     def refresh_batchnorm(self) -> None:
         """Precise BN (:mod:`lvseg.batchnorm`): statistics from the first ``precise_bn`` train batches."""
@@ -181,12 +246,12 @@ class Trainer:
     def predict(self, data: SplitData) -> tuple[np.ndarray, float]:
         """Bool (N, H, W) predicted masks (LV logit > 0) and the mean loss per frame."""
         self.model.eval()
-        masks, total = [], 0.0
-        for index in data.batches(self.config.batch_size):
-            logits = self._forward(data.inputs(index))
-            total += self._summed(self._batch_loss(logits, data.masks[index]), len(index))
-            masks.append((foreground_logit(logits) > 0).cpu().numpy())
-        return np.concatenate(masks), total / len(data.masks)
+        masks, total = [], torch.zeros((), device=self.device)
+        for index, x in self._loaded(data, data.batches(self.config.batch_size)):
+            logits = self._forward(x)
+            total += self._summed(self._batch_loss(logits, self._target(data, index)), len(index))
+            masks.append(foreground_logit(logits) > 0)
+        return torch.cat(masks).cpu().numpy(), total.item() / len(data.masks)
 
     def evaluate(self, data: SplitData, prefix: str = "val_") -> tuple[dict[str, float], np.ndarray]:
         """Loss, pooled/per-phase/mean Dice and EF error on a split, plus the predicted masks."""

@@ -1,6 +1,6 @@
 """What a person watching a search sees: one line per trial event (started, each epoch with its
 metric, and how it ended: completed, pruned, diverged, failed) and a status line every STATUS_S.
-The demo, which runs three searches on one page, shows only how trials ended and the status lines.
+The demo, which runs four searches on one page, shows only the status lines.
 Everything else goes to the search's log file (search/driver.py)."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from search.callbacks import error_status
 from search.results import EPOCHS, STATUS, final_status
 from search.space import TRIAL_NUMBER
 
-STATUS_S = 15.0  # seconds between status lines
+STATUS_S = {"quiet": 30.0, "normal": 15.0, "verbose": 15.0}  # seconds between status lines, by detail
 
 
 def trial_label(trial: Any) -> str:
@@ -30,13 +30,13 @@ def clock(seconds: float) -> str:
 
 
 class Console(Callback):
-    """A status line every STATUS_S (trials done by how they ended, running, the best so far with
-    its interval, elapsed and estimated remaining time) and a line per ended trial; unless
-    ``detail`` is quiet, a line per started trial and per epoch too."""
+    """A status line every STATUS_S[detail] (trials done by how they ended, running, the best so far with
+    its interval, elapsed and estimated remaining time); unless ``detail`` is quiet, a line per
+    trial event too (started, each epoch, how it ended)."""
 
     def __init__(self, metric: str, mode: str, samples: int, searched: tuple[str, ...], detail: str) -> None:
         self.metric, self.mode, self.samples, self.searched = metric, mode, samples, searched
-        self.quiet = detail == "quiet"
+        self.quiet, self.status_s = detail == "quiet", STATUS_S[detail]
         self.started = time.monotonic()
         self.status_at = self.started
         self.ended: dict[str, Status] = {}
@@ -68,7 +68,7 @@ class Console(Callback):
         self.line(f"{trial_label(trial)} worker died; retrying from its last checkpoint (failure {trial.num_failures})")
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        if time.monotonic() - self.status_at >= STATUS_S:
+        if time.monotonic() - self.status_at >= self.status_s:
             self.status_at = time.monotonic()
             self.line(self.status())
 
@@ -81,7 +81,8 @@ class Console(Callback):
             low, high = (result.get(f"best_{self.metric}_ci_{end}", math.nan) for end in ("low", "high"))
             if self.best is None or (score > self.best[0] if self.mode == "max" else score < self.best[0]):
                 self.best = (score, low, high, trial_label(trial))
-        self.line(f"{trial_label(trial)} {status}{_scored(self.metric, result)}")
+        if not self.quiet:
+            self.line(f"{trial_label(trial)} {status}{_scored(self.metric, result)}")
 
     def status(self) -> str:
         """Trials done by how they ended, running, the best so far, elapsed and remaining time."""

@@ -167,10 +167,26 @@ def _open_run(config: dict[str, Any], number: int, context: TrialContext, journa
     """Validate the trial's config and open its child run (params, node, process, config.yaml)."""
     train_config = parse_config(config, source=f"trial {key}")
     journal.start_run(key, run_name(context, number, config), train_config.to_dict(),
-                      {tags.NODE_TAG: ray.util.get_node_ip_address(), tags.PID_TAG: str(os.getpid())})
+                      {tags.NODE_TAG: ray.util.get_node_ip_address(), tags.PID_TAG: str(os.getpid()),
+                       **_gpu_tags(train_config)})
     resolved = {**train_config.to_dict(), "data": context.data_root}  # what `lvsearch export` writes
     journal.text(key, yaml.safe_dump(resolved, sort_keys=False), "config.yaml")
     return train_config
+
+
+def _gpu_tags(config: RecipeConfig) -> dict[str, str]:
+    """The GPU ids Ray gave this trial and, when ``device: auto`` finds no CUDA on the node (a
+    GPU declared to Ray but absent, a driver missing), the one-line notice that it runs on CPU."""
+    gpus = ",".join(str(gpu) for gpu in ray.get_gpu_ids())
+    if not gpus:
+        return {}
+    import torch
+
+    if getattr(config, "device", None) != "auto" or torch.cuda.is_available():
+        return {tags.GPUS_TAG: gpus}
+    note = f"Ray gave this trial GPU {gpus}, but CUDA is not available on this node: running on CPU"
+    print(note, flush=True)  # the worker's log
+    return {tags.GPUS_TAG: gpus, tags.DEVICE_NOTE_TAG: note}
 
 
 def _reporter(config: RecipeConfig, context: TrialContext, journal: Journal, key: str, workdir: Path) -> EpochReporter:

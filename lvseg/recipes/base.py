@@ -126,6 +126,8 @@ class TrainedRecipe(Recipe):
             workdir: str | Path | None = None, resume: bool = False) -> RunResult:
         if config.threads is not None:
             torch.set_num_threads(config.threads)
+        for cache in self.caches(config, data):  # built before seeding: building one draws random numbers
+            cache.load()
         torch.manual_seed(config.seed)  # same seed, same data -> same initial weights and metrics
         model, splits = self.build(config, data)
         trainer = Trainer(model, config, splits["train"], splits["val"], workdir_for(config, workdir),
@@ -162,8 +164,17 @@ class TrainedRecipe(Recipe):
 
 
 def split_data(data: FrameStore, split: str, inputs_for) -> SplitData:
-    """A split's SplitData; ``inputs_for(frames, videos)`` makes its input function from the
-    split's FrameSet and store video indices."""
-    frames = data.frames(split)
-    return SplitData(inputs=inputs_for(frames, data.video_indices(split)), masks=frames.masks,
-                     phases=frames.phases, ef=frames.ef[0::2])
+    """A split's SplitData; ``inputs_for(rows)`` makes its input function from the split's rows
+    of the store's flattened (video, phase) samples. The split's images are not read here: the
+    input function reads what it needs, once (lvseg.resident)."""
+    videos = data.video_indices(split)
+    height, width = data.masks.shape[2:4]
+    table = data.table.iloc[videos]
+    return SplitData(inputs=inputs_for(sample_rows(videos)),
+                     masks=np.asarray(data.masks[videos]).reshape(-1, height, width),
+                     phases=np.tile(np.array(["ES", "ED"]), len(videos)), ef=table["ef"].to_numpy(dtype=np.float64))
+
+
+def sample_rows(videos: np.ndarray) -> np.ndarray:
+    """Rows of a (V * 2, ...) flattened store array holding these videos' ES and ED samples."""
+    return np.stack([2 * videos, 2 * videos + 1], axis=1).reshape(-1)

@@ -25,7 +25,8 @@ from lvseg.framestore import FrameStore
 from lvseg.losses import channels
 from lvseg.models.baseline import MODELS, build_model
 from lvseg.recipes.base import SPLITS, TrainedRecipe, split_data
-from lvseg.train import SplitData
+from lvseg.resident import rows_of
+from lvseg.train import SplitData, pick_device
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,15 +40,21 @@ class BaselineConfig(TrainConfig):
         choice(self, "model", MODELS)
 
 
-def normalised_inputs(images: np.ndarray, mean: np.ndarray, std: np.ndarray):
-    """``inputs(indices)`` for uint8 (N, H, W, 3) frames -> float (B, 3, H, W), (x - mean) / std."""
-    mean_t = torch.from_numpy(mean).view(1, 3, 1, 1)
-    std_t = torch.from_numpy(std).view(1, 3, 1, 1)
+def normalised_inputs(data: FrameStore, rows: np.ndarray, config: BaselineConfig):
+    """``inputs(indices)`` over the split's samples -> float (B, 3, H, W), (x - mean) / std, on
+    the trial's device: the uint8 frames are resident there within the budget (lvseg.resident)
+    and normalised there."""
+    device = pick_device(config.device)
+    images = data.images.reshape(-1, *data.images.shape[2:])  # (V*2, H, W, 3) in store order
+    batch = rows_of(images, rows, device, config.resident_gb)
+    mean = torch.from_numpy(data.mean).view(1, 3, 1, 1).to(device)
+    std = torch.from_numpy(data.std).view(1, 3, 1, 1).to(device)
 
     def inputs(index: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(images[index]).permute(0, 3, 1, 2).float()
-        return (x - mean_t) / std_t
+        x = batch(index).permute(0, 3, 1, 2).float()
+        return (x - mean) / std
 
+    inputs.streamed = batch.streamed
     return inputs
 
 
@@ -62,7 +69,7 @@ class BaselineRecipe(TrainedRecipe):
 
     def build(self, config: BaselineConfig, data: FrameStore) -> tuple[nn.Module, dict[str, SplitData]]:
         model = build_model(config.model, out_channels=channels(config.loss), backbone_weights=config.backbone_weights)
-        splits = {s: split_data(data, s, lambda f, v: normalised_inputs(f.images, data.mean, data.std))
+        splits = {s: split_data(data, s, lambda rows: normalised_inputs(data, rows, config))
                   for s in SPLITS}
         return model, splits
 

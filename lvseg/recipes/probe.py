@@ -22,6 +22,7 @@ from lvseg.losses import channels
 from lvseg.models.dinov2 import PATCH, is_random
 from lvseg.models.heads import HEADS, build_probe
 from lvseg.recipes.base import SPLITS, TrainedRecipe, split_data
+from lvseg.resident import rows_of
 from lvseg.train import SplitData, pick_device
 
 PROBE_LAYERS = (1, 4)
@@ -51,14 +52,16 @@ class ProbeConfig(TrainConfig):
               f"must be a positive multiple of the patch size {PATCH} (e.g. 224 or 448)")
 
 
-def feature_inputs(features: np.ndarray, videos: np.ndarray):
-    """``inputs(indices)`` over the split's samples -> float (B, C, h, w) from the fp16 cache."""
+def feature_inputs(features: np.ndarray, rows: np.ndarray, config: ProbeConfig):
+    """``inputs(indices)`` over the split's samples -> float (B, C, h, w) on the trial's device,
+    from the fp16 cache (resident there within the budget: lvseg.resident)."""
     flat = features.reshape(-1, *features.shape[2:])  # (V*2, C, h, w) in store order
-    rows = np.stack([2 * videos, 2 * videos + 1], axis=1).reshape(-1)
+    batch = rows_of(flat, rows, pick_device(config.device), config.resident_gb)
 
     def inputs(index: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.asarray(flat[rows[index]], dtype=np.float32))
+        return batch(index).float()
 
+    inputs.streamed = batch.streamed
     return inputs
 
 
@@ -79,4 +82,4 @@ class ProbeRecipe(TrainedRecipe):
         features = cache.load()
         mask_size = tuple(data.masks.shape[2:4])
         model = build_probe(config.head, channels=features.shape[2], out=channels(config.loss), mask_size=mask_size)
-        return model, {s: split_data(data, s, lambda f, v: feature_inputs(features, v)) for s in SPLITS}
+        return model, {s: split_data(data, s, lambda rows: feature_inputs(features, rows, config)) for s in SPLITS}

@@ -28,9 +28,10 @@ from lvseg.framecache import FrameCache
 from lvseg.framestore import FrameStore
 from lvseg.losses import channels
 from lvseg.models.sam import PromptedDecoder, build_sam, prompt_arrays
-from lvseg.recipes.base import SPLITS, TrainedRecipe, write_per_video
+from lvseg.recipes.base import SPLITS, TrainedRecipe, sample_rows, write_per_video
 from lvseg.recipes.sam_prompts import SamSettings, sam_caveats, split_prompts
 from lvseg.report import overlay
+from lvseg.resident import rows_of
 from lvseg.train import BEST, EPOCH_METRICS, Report, SplitData, Trainer, pick_device
 
 ZERO_SHOT = "zero_shot_val_dice"
@@ -55,16 +56,21 @@ class SamDecoderConfig(TrainConfig, SamSettings):
         self.check_sam()
 
 
-def decoder_inputs(embeddings: np.ndarray, videos: np.ndarray, prompts: tuple[np.ndarray, ...]):
+def decoder_inputs(embeddings: np.ndarray, videos: np.ndarray, prompts: tuple[np.ndarray, ...],
+                   config: SamDecoderConfig):
     """``inputs(indices)`` over a split's samples -> (embeddings float (B, C, h, w), points, labels,
-    boxes) from the fp16 cache and the split's prompt arrays."""
+    boxes) on the trial's device, from the fp16 cache (resident there within the budget:
+    lvseg.resident) and the split's prompt arrays (small: always on the device)."""
+    device = pick_device(config.device)
     flat = embeddings.reshape(-1, *embeddings.shape[2:])  # (V*2, C, h, w) in store order
-    rows = np.stack([2 * videos, 2 * videos + 1], axis=1).reshape(-1)
+    batch = rows_of(flat, sample_rows(videos), device, config.resident_gb)
+    on_device = tuple(torch.from_numpy(np.ascontiguousarray(array)).to(device) for array in prompts)
 
     def inputs(index: np.ndarray) -> tuple[torch.Tensor, ...]:
-        chosen = torch.from_numpy(np.asarray(flat[rows[index]], dtype=np.float32))
-        return (chosen, *(torch.from_numpy(array[index]) for array in prompts))
+        where = torch.from_numpy(np.ascontiguousarray(index)).to(device, non_blocking=True)
+        return (batch(index).float(), *(array.index_select(0, where) for array in on_device))
 
+    inputs.streamed = batch.streamed
     return inputs
 
 
@@ -98,7 +104,7 @@ class SamDecoderRecipe(TrainedRecipe):
         for number, split in enumerate(SPLITS):
             prompts, frames, _ = split_prompts(config, data, split, np.random.default_rng([config.seed, number]))
             arrays = prompt_arrays(prompts, frame_size, model.image_size) if prompts else _no_prompts()
-            splits[split] = SplitData(inputs=decoder_inputs(embeddings, data.video_indices(split), arrays),
+            splits[split] = SplitData(inputs=decoder_inputs(embeddings, data.video_indices(split), arrays, config),
                                       masks=frames.masks, phases=frames.phases, ef=frames.ef[0::2])
         return model, splits
 

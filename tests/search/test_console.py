@@ -48,12 +48,17 @@ def test_every_trial_event_gets_one_line(capsys, tmp_path: Path) -> None:
         "t003 failed: ValueError: bad lr"]
 
 
-def test_quiet_shows_only_how_trials_ended(capsys) -> None:
+def test_quiet_shows_only_status_lines(capsys, monkeypatch) -> None:
+    now = [0.0]
+    monkeypatch.setattr(console.time, "monotonic", lambda: now[0])
     shown = Console("val_dice", "max", 2, ("lr",), "quiet")
     shown.on_trial_start(0, [], _trial(0))
     shown.on_trial_result(0, [], _trial(0), {"epoch": 1, "epochs": 4, "status": "running", "val_dice": 0.6})
     shown.on_trial_complete(0, [], _trial(0, _ended(4, "completed", 0.8)))
-    assert _lines(capsys) == ["t000 completed  val_dice 0.8000 [0.790, 0.810]  (4 epochs)"]
+    now[0] = 30.0
+    shown.on_step_end(0, [])
+    assert _lines(capsys) == ["1/2 done (1 completed), 0 running; best val_dice 0.8000 [0.790, 0.810] (t000); "
+                              "~00:30 left"]
 
 
 def test_the_status_line_counts_trials_and_tracks_the_best_with_its_interval(monkeypatch) -> None:
@@ -82,7 +87,7 @@ def test_a_minimised_metric_keeps_the_lowest(monkeypatch) -> None:
 def test_status_lines_come_every_status_s(monkeypatch, capsys) -> None:
     now = [0.0]
     monkeypatch.setattr(console.time, "monotonic", lambda: now[0])
-    shown = Console("val_dice", "max", 4, ("lr",), "quiet")
+    shown = Console("val_dice", "max", 4, ("lr",), "normal")
     for second in range(0, 46):
         now[0] = float(second)
         shown.on_step_end(0, [])

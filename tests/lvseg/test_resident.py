@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lvseg import resident
+from lvseg.recipes import get_recipe
+from lvseg.resident import KEPT, Resident, Streamed, rows_of
+from lvseg.train import prefetched
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def nothing_kept():
+    KEPT.clear()
+    yield
+    KEPT.clear()
+
+
+def _memmap(tmp_path: Path, rows: int = 12, name: str = "values.npy") -> np.ndarray:
+    values = np.arange(rows * 6, dtype=np.float16).reshape(rows, 2, 3)
+    np.save(tmp_path / name, values)
+    return np.load(tmp_path / name, mmap_mode="r")
+
+
+def test_resident_and_streamed_batches_are_the_same_rows(tmp_path: Path) -> None:
+    array, rows, index = _memmap(tmp_path), np.array([7, 3, 5, 1]), np.array([2, 0, 3])
+    kept, streamed = rows_of(array, rows, CPU, None), rows_of(array, rows, CPU, 0)
+    assert isinstance(kept, Resident) and isinstance(streamed, Streamed)
+    assert torch.equal(kept(index), torch.from_numpy(np.asarray(array[rows[index]])))
+    assert torch.equal(kept(index), streamed(index))
+
+
+def test_a_second_trial_in_the_same_worker_reads_no_cache(tmp_path: Path) -> None:
+    rows = np.arange(6)
+    first = rows_of(_memmap(tmp_path), rows, CPU, None)
+    reopened = np.load(tmp_path / "values.npy", mmap_mode="r")  # the next trial opens the cache anew
+    second = rows_of(reopened, rows, CPU, None)
+    assert second.values is first.values and len(KEPT.tensors) == 1  # served from memory: nothing read
+
+
+def test_a_rebuilt_cache_is_not_served_from_what_was_kept(tmp_path: Path) -> None:
+    array, rows = _memmap(tmp_path), np.arange(4)
+    first = rows_of(array, rows, CPU, None)
+    (tmp_path / "values.npy").unlink()
+    rebuilt = _memmap(tmp_path, rows=12)  # same path, a new file
+    assert rows_of(rebuilt, rows, CPU, None).values is not first.values
+
+
+def test_over_the_budget_the_oldest_kept_rows_make_way_then_batches_stream(tmp_path: Path) -> None:
+    array = _memmap(tmp_path)  # 12 bytes a row
+    budget_gb = 8 * 12 / 1e9  # room for eight rows
+    rows_of(array, np.arange(6), CPU, budget_gb)
+    rows_of(array, np.arange(6, 12), CPU, budget_gb)  # the first six make way
+    assert [len(t) for t in KEPT.tensors.values()] == [6]
+    assert isinstance(rows_of(array, np.arange(10), CPU, budget_gb), Streamed)
+
+
+def test_the_default_budget_is_a_share_of_what_is_free_counting_what_is_kept(tmp_path: Path) -> None:
+    available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert 0.9 * available * resident.CPU_SHARE < resident.default_budget(CPU) <= 1.1 * available * resident.CPU_SHARE
+
+
+@pytest.mark.parametrize("name", ["dinov2_probe", "baseline", "sam_decoder"])
+def test_resident_and_streamed_inputs_train_identically(name: str, fast_configs, small_store, tmp_path: Path) -> None:
+    recipe = get_recipe(name)
+    histories = []
+    for budget in (None, 0.0):
+        KEPT.clear()
+        config = recipe.config(**fast_configs[name], resident_gb=budget)
+        result = recipe(config, small_store, workdir=tmp_path / str(budget))
+        histories.append([{k: v for k, v in epoch.items() if k != "seconds"} for epoch in result.history])
+    assert histories[0] == histories[1] and len(histories[0]) == 2
+
+
+def test_prefetched_batches_come_in_order_and_errors_surface_at_their_batch() -> None:
+    def inputs(index: np.ndarray) -> torch.Tensor:
+        if index[0] == 3:
+            raise ValueError("row 3 is unreadable")
+        return torch.from_numpy(index)
+
+    got = []
+    with pytest.raises(ValueError, match="row 3 is unreadable"):
+        for index, x in prefetched(inputs, [np.array([i]) for i in range(5)]):
+            assert int(x[0]) == int(index[0])  # each batch with its own index
+            got.append(int(x[0]))
+    assert got == [0, 1, 2]
+
+
+def test_a_consumer_that_stops_early_stops_the_prefetch_thread() -> None:
+    import threading
+
+    batches = prefetched(lambda index: torch.from_numpy(index), (np.array([i]) for i in range(1000)))
+    next(batches)
+    batches.close()
+    assert not any(t.name == "lvseg-prefetch" for t in threading.enumerate())
