@@ -151,9 +151,14 @@ def check_disk(caches: list[FrameCache], folder: Path) -> None:
     need = sum(cache.nbytes for cache in caches)
     free = shutil.disk_usage(folder).free
     if need > free:
-        listed = "; ".join(f"{cache.label}: {cache.nbytes / 1e9:.1f} GB" for cache in caches)
-        raise DiskSpaceError(f"the caches this search needs take {need / 1e9:.1f} GB but {folder} has "
-                             f"{free / 1e9:.1f} GB free ({listed}); free space or pass --cache-dir elsewhere")
+        listed = "; ".join(f"{cache.label}: {size_text(cache.nbytes)}" for cache in caches)
+        raise DiskSpaceError(f"the caches this search needs take {size_text(need)} but {folder} has "
+                             f"{size_text(free)} free ({listed}); free space or pass --cache-dir elsewhere")
+
+
+def size_text(nbytes: int) -> str:
+    """Bytes for people: GB from 1 GB up, else MB."""
+    return f"{nbytes / 1e9:.1f} GB" if nbytes >= 1e9 else f"{nbytes / 1e6:.1f} MB"
 
 
 def init_ray(address: str | None, temp_dir: str | None = None, verbose: bool = True) -> None:

@@ -1,0 +1,27 @@
+"""bench/gpu.py --smoke: the GPU benchmark's every stage, scaled down on CPU, so the script is known
+to run before a GPU is lent (its figures are not benchmarks)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).parents[2] / "bench" / "gpu.py"
+
+
+def test_the_gpu_bench_runs_every_stage_in_smoke_mode() -> None:
+    done = subprocess.run([sys.executable, str(SCRIPT), "--smoke"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert "smoke: not a benchmark" in lines[0]
+    for stage in ("DINOv2 tiny features", "SAM tiny image encoder", "tiny training at 112 px",
+                  "probe-head epoch over 200 resident frames", "2-trial probe search"):
+        assert any(line.startswith(stage) for line in lines), (stage, lines)
+    assert lines[-1].startswith("gpu: 2-trial probe search ") and "MFU n/a" in lines[-1]
+
+
+def test_without_cuda_the_full_bench_says_what_to_do() -> None:
+    done = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True, timeout=300,
+                          env={"CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 1 and "no CUDA device: run on a GPU machine, or --smoke" in done.stderr
