@@ -26,6 +26,9 @@ demo: $(STAMP)
 	$(BIN)/lvsearch demo --out demo-output
 
 bench: $(STAMP)
+	$(BIN)/python bench/cache_sizes.py
+	$(BIN)/python bench/resident.py
+	$(BIN)/python bench/gpu.py --smoke
 	$(BIN)/python bench/frames.py
 	$(BIN)/python bench/probe_cache.py
 	$(BIN)/python bench/search_overhead.py

@@ -259,7 +259,8 @@ def _get_when_up(url: str, seconds: float = 60) -> str:
             time.sleep(0.5)
 
 
-def test_the_mlflow_ui_shows_a_search_as_people_read_it(search: dict, chromium, not_blank, tmp_path: Path) -> None:
+def test_the_mlflow_ui_serves_on_loopback_and_shows_a_search_as_people_read_it(search: dict, chromium, not_blank,
+                                                                                tmp_path: Path) -> None:
     port = _free_port()
     ui = subprocess.Popen([str(Path(sys.executable).parent / "lvsearch"), "ui", "--port", str(port), "--tracking-uri",
                            search["uri"]], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -278,9 +279,12 @@ def test_the_mlflow_ui_shows_a_search_as_people_read_it(search: dict, chromium, 
                  for run in (parent, best)}
         parent_page = chromium(pages["e2e"], dump=True, wait_ms=15000)
         chromium(pages[best.info.run_name], png=tmp_path / "trial.png", size=(1600, 1200), wait_ms=15000)
+        listening = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True).stdout
     finally:
         ui.terminate()
         ui.wait(30)
+    assert {line.split()[3] for line in listening.splitlines() if line.strip()} == {f"127.0.0.1:{port}"}
+    assert printed[0].startswith(f"MLflow UI for {search['uri']}: http://127.0.0.1:{port}/#/experiments/")
     columns = set(re.findall(r'col-id="([^"]+)"', table))
     wanted = {"tags.`lvsearch.status`", "metrics.`best_val_dice`", "metrics.`best_val_dice_ci_low`",
               "metrics.`best_val_dice_ci_high`"} | {f"params.`{name}`" for name in SPACE["params"]}
