@@ -23,8 +23,7 @@ import torch
 
 from lvseg.losses import build_loss
 from lvseg.models.heads import build_probe
-from lvseg.resident import KEPT, rows_of
-from lvseg.train import prefetched
+from lvseg.resident import KEPT, prefetched, rows_of
 
 CHANNELS, GRID, BATCH = 768, 16, 64  # DINOv2-base at 224 px, one layer
 DEVICE = torch.device("cpu")

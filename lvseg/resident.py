@@ -16,8 +16,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from queue import Full, Queue
+from typing import Any
 
 import numpy as np
 import torch
@@ -77,8 +80,51 @@ class Resident:
         self.values = values
 
     def __call__(self, index: np.ndarray) -> torch.Tensor:
-        where = torch.from_numpy(np.ascontiguousarray(index)).to(self.values.device, non_blocking=True)
-        return self.values.index_select(0, where)
+        return self.values.index_select(0, on_device(index, self.values.device))
+
+
+def prefetched(inputs: Callable[[np.ndarray], Any], batches: Iterable[np.ndarray],
+               ahead: int = 2) -> Iterator[tuple[np.ndarray, Any]]:
+    """(index, inputs(index)) per batch, computed up to ``ahead`` batches early in a thread; an
+    exception there is raised here, at the batch it belongs to. A consumer that stops early
+    (an exception in the step) stops the thread too."""
+    queue: Queue = Queue(maxsize=ahead)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                queue.put(item, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for index in batches:
+                if not put((index, inputs(index), None)):
+                    return
+        except BaseException as error:  # handed to the consumer, which raises it
+            put((None, None, error))
+        put(None)
+
+    thread = threading.Thread(target=work, daemon=True, name="lvseg-prefetch")
+    thread.start()
+    try:
+        while (item := queue.get()) is not None:
+            index, x, error = item
+            if error is not None:
+                raise error
+            yield index, x
+    finally:
+        stop.set()
+        thread.join()
+
+
+def on_device(index: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Sample indices as a tensor on ``device``, copied without waiting for the device."""
+    return torch.from_numpy(np.ascontiguousarray(index)).to(device, non_blocking=True)
 
 
 def rows_of(array: np.ndarray, rows: np.ndarray, device: torch.device,
@@ -119,8 +165,7 @@ def _key(array: np.ndarray, rows: np.ndarray, device: torch.device) -> tuple[str
     if filename is None:
         return None
     stat = os.stat(filename)
-    source = f"{filename}:{stat.st_ino}:{stat.st_mtime_ns}:{array.offset if hasattr(array, 'offset') else 0}"
-    source += f":{array.shape}:{array.dtype}"
+    source = f"{filename}:{stat.st_ino}:{stat.st_mtime_ns}:{array.offset}:{array.shape}:{array.dtype}"
     return source, hashlib.sha1(rows.tobytes()).hexdigest(), str(device)
 
 

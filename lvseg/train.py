@@ -11,12 +11,10 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from queue import Full, Queue
 from typing import Any
 
 import numpy as np
@@ -28,6 +26,7 @@ from lvseg.config import TrainConfig
 from lvseg.losses import build_loss, foreground_logit
 from lvseg.metrics import overlap_counts, pooled_dice, summarise, summary_keys
 from lvseg.optim import build_optimizer, lr_factor
+from lvseg.resident import on_device, prefetched
 from lvseg.status import COMPLETED, RUNNING, Status, diverged, stopped
 from lvseg.volumes import ef_absolute_errors
 
@@ -85,45 +84,6 @@ class RunResult:
     checkpoint: Path | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-
-
-def prefetched(inputs: Callable[[np.ndarray], Inputs], batches: Iterable[np.ndarray],
-               ahead: int = 2) -> Iterator[tuple[np.ndarray, Inputs]]:
-    """(index, inputs(index)) per batch, computed up to ``ahead`` batches early in a thread; an
-    exception there is raised here, at the batch it belongs to. A consumer that stops early
-    (an exception in the step) stops the thread too."""
-    queue: Queue = Queue(maxsize=ahead)
-    stop = threading.Event()
-
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                queue.put(item, timeout=0.1)
-                return True
-            except Full:
-                continue
-        return False
-
-    def work() -> None:
-        try:
-            for index in batches:
-                if not put((index, inputs(index), None)):
-                    return
-        except BaseException as error:  # handed to the consumer, which raises it
-            put((None, None, error))
-        put(None)
-
-    thread = threading.Thread(target=work, daemon=True, name="lvseg-prefetch")
-    thread.start()
-    try:
-        while (item := queue.get()) is not None:
-            index, x, error = item
-            if error is not None:
-                raise error
-            yield index, x
-    finally:
-        stop.set()
-        thread.join()
 
 
 def pick_device(name: str) -> torch.device:
@@ -185,8 +145,7 @@ class Trainer:
         """The batch's masks, gathered from the split's masks on the device (copied there once)."""
         if id(data) not in self._targets:
             self._targets[id(data)] = torch.from_numpy(np.ascontiguousarray(data.masks)).to(self.device)
-        where = torch.from_numpy(np.ascontiguousarray(index)).to(self.device, non_blocking=True)
-        return self._targets[id(data)].index_select(0, where).float()
+        return self._targets[id(data)].index_select(0, on_device(index, self.device)).float()
 
     def _loaded(self, data: SplitData, batches: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, Inputs]]:
         """(index, inputs) per batch; a streamed split's are read one batch ahead in a background

@@ -202,8 +202,7 @@ def _recent_searches(uri: str, experiment: str | None, shown: int = 5) -> list[s
 
     if experiment is None:
         return []
-    runs = tracking.open_store(uri).search_runs([experiment], filter_string=f"tags.`{tracking.KIND_TAG}` = 'search'",
-                                                order_by=["attributes.start_time DESC"], max_results=shown)
+    runs = tracking.search_parent_runs(tracking.open_store(uri), experiment, limit=shown)
     return [run.data.tags.get(tracking.SEARCH_TAG, run.info.run_name) for run in runs]
 
 

@@ -14,7 +14,7 @@ import yaml
 
 from lvseg.status import COMPLETED, INTERRUPTED, RUNNING, Status, failed
 from search import tracking
-from search.ranking import rank
+from search.ranking import rank, tied_count
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one small YAML: no bar
 
@@ -55,9 +55,7 @@ def search_summaries(uri: str) -> list[dict[str, Any]]:
     experiment = tracking.find_experiment(mlflow)
     if experiment is None:
         return []
-    found = mlflow.search_runs([experiment], filter_string=f"tags.`{tracking.KIND_TAG}` = 'search'",
-                               order_by=["attributes.start_time DESC"], max_results=1000)
-    return [_summary_of(mlflow, uri, run) for run in found]
+    return [_summary_of(mlflow, uri, run) for run in tracking.search_parent_runs(mlflow, experiment)]
 
 
 def _summary_of(mlflow: Any, uri: str, run: Any) -> dict[str, Any]:
@@ -71,7 +69,7 @@ def _summary_of(mlflow: Any, uri: str, run: Any) -> dict[str, Any]:
     return {"name": run.data.tags.get(tracking.SEARCH_TAG, run.info.run_name), "recipe": run.data.tags.get("recipe"),
             "status": status, "trials": len(rows), "ended": ended,
             "planned": int(run.data.tags.get(tracking.SAMPLES_TAG, len(rows))), "metric": metrics[0], "best": best,
-            "tied": sum(row["tied"] for row in rows), "front": sum(row["front"] == 1 for row in rows),
+            "tied": tied_count(rows), "front": sum(row["front"] == 1 for row in rows),
             "objectives": len(metrics)}
 
 
@@ -111,7 +109,7 @@ def export_best(uri: str, name: str, out: Path, top: int = 1, pareto: bool = Fal
             config = yaml.safe_load(Path(mlflow.download_artifacts(row["run_id"], "config.yaml", tmp)).read_text())
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(_header(name, row, metrics[0]) + yaml.safe_dump(config, sort_keys=False))
-    return {"paths": targets, "best": rows[0], "tied": sum(r["tied"] for r in rows), "front": len(front),
+    return {"paths": targets, "best": rows[0], "tied": tied_count(rows), "front": len(front),
             "metric": metrics[0], "objectives": len(metrics)}
 
 

@@ -64,6 +64,11 @@ def rank(rows: list[dict[str, Any]], objectives: list[tuple[str, str]]) -> list[
     return ranked
 
 
+def tied_count(rows: list[dict[str, Any]]) -> int:
+    """How many ranked rows are tied with the best."""
+    return sum(row["tied"] for row in rows)
+
+
 def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
 

@@ -120,6 +120,9 @@ class PruneAwareOptunaSearch(OptunaSearch):
         return None
 
     def _ended_in_study(self, trial_id: str) -> bool:
+        """Whether the study holds this trial as ended. Read from the storage each time (one small
+        query per epoch): a memo would be pickled with the searcher into Tune's snapshot and be
+        stale in exactly the resumed search this check is for."""
         trial = self._ot_trials.get(trial_id)
         return trial is not None and self._ot_study._storage.get_trial(trial._trial_id).state.is_finished()
 

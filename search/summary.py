@@ -11,6 +11,7 @@ from lvseg.status import COMPLETED, KINDS, Status, failed
 from search import tracking
 from search.export import ranked_trials, run_status
 from search.journal import SEARCH, Journal
+from search.ranking import tied_count
 from search.space import SearchSpace
 from search.state import SearchState
 from search.tags import CAVEATS_TAG, DESCRIPTION_TAG
@@ -55,7 +56,7 @@ def format_table(summary: dict[str, Any], limit: int = 20) -> str:
     tied with the best (its interval overlaps), a Pareto front number the several-metric case."""
     rows = summary["rows"][:limit]
     optuna = ", ".join(f"{v} {k}" for k, v in sorted(summary.get("optuna", {}).items()))
-    tied = sum(row["tied"] for row in summary["rows"])
+    tied = tied_count(summary["rows"])
     lines = [f"search {summary['name']}: " + ", ".join(f"{v} {k}" for k, v in sorted(summary["counts"].items()))
              + (f" (Optuna study: {optuna})" if optuna else ""),
              f"{'rank':>4}  {summary['metric']:>10}  {'95% interval':<15}  {'status':<22} trial"]
@@ -81,7 +82,7 @@ def description(summary: dict[str, Any], status: Status, planned: int) -> str:
     best = summary["rows"][0] if summary["rows"] and summary["rows"][0]["status"].kind == "completed" else None
     if best is not None:
         interval = f" (95% interval {best['low']:.4f}-{best['high']:.4f})" if best["low"] is not None else ""
-        tied = sum(row["tied"] for row in summary["rows"])
+        tied = tied_count(summary["rows"])
         ties = (f"{tied} other trial(s) tied with it: their intervals overlap, these videos cannot tell them apart"
                 if tied else "no other trial's interval overlaps its own")
         lines.append(f"Best: **{best['name']}**, {summary['metric']} {best['score']:.4f}{interval}; {ties}.")
@@ -109,7 +110,7 @@ def close_parent(state: SearchState, storage: Path, summary: dict[str, Any], sta
     best = summary["rows"][0] if summary["rows"] and summary["rows"][0]["status"].kind == "completed" else None
     if best is not None:
         metrics.update({k: v for k, v in best["metrics"].items() if k.startswith("best_")})
-        metrics["trials_tied_with_best"] = float(sum(row["tied"] for row in summary["rows"]))
+        metrics["trials_tied_with_best"] = float(tied_count(summary["rows"]))
         journal.tags(SEARCH, {"best_trial_run_id": best["run_id"], "best_trial": best["name"]})
     journal.metrics(SEARCH, metrics, step=0)
     journal.tags(SEARCH, {DESCRIPTION_TAG: description(summary, status, state.samples)})

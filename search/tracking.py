@@ -151,6 +151,12 @@ def start_search_run(mlflow: MlflowClient, uri: str, name: str, tags: Mapping[st
     return run.info.run_id
 
 
+def search_parent_runs(mlflow: MlflowClient, experiment: str, limit: int = 1000) -> list:
+    """The parent runs of searches in ``experiment``, newest first."""
+    return mlflow.search_runs([experiment], filter_string=f"tags.`{KIND_TAG}` = 'search'",
+                              order_by=["attributes.start_time DESC"], max_results=limit)
+
+
 def find_search_run(mlflow: MlflowClient, uri: str, name: str):
     experiment = find_experiment(mlflow)
     runs = [] if experiment is None else mlflow.search_runs(

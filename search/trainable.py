@@ -182,7 +182,7 @@ def _gpu_tags(config: RecipeConfig) -> dict[str, str]:
         return {}
     import torch
 
-    if getattr(config, "device", None) != "auto" or torch.cuda.is_available():
+    if config.device != "auto" or torch.cuda.is_available():
         return {tags.GPUS_TAG: gpus}
     note = f"Ray gave this trial GPU {gpus}, but CUDA is not available on this node: running on CPU"
     print(note, flush=True)  # the worker's log

@@ -14,8 +14,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from search.tags import PARENT_TAG, STATUS_TAG
+
 SHARED_VIEW_TAG = "mlflow.sharedViewState."
-STATUS_COLUMN = "tags.`lvsearch.status`"
 
 
 def view_key(search: str) -> str:
@@ -24,11 +25,11 @@ def view_key(search: str) -> str:
 
 def trials_view(parent_run_id: str, metrics: Sequence[str], modes: Sequence[str], searched: Sequence[str]) -> dict:
     """The table state: only this search's trials, ranked by the first metric."""
-    columns = ["attributes.`Run Name`", STATUS_COLUMN]
+    columns = ["attributes.`Run Name`", f"tags.`{STATUS_TAG}`"]
     for metric in metrics:
         columns += [f"metrics.`best_{metric}`", f"metrics.`best_{metric}_ci_low`", f"metrics.`best_{metric}_ci_high`"]
     columns += [f"params.`{name}`" for name in searched]
-    return {"searchFilter": f"tags.`mlflow.parentRunId` = '{parent_run_id}'",
+    return {"searchFilter": f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
             "orderByKey": f"metrics.`best_{metrics[0]}`", "orderByAsc": modes[0] == "min",
             "selectedColumns": columns, "runsHiddenMode": "SHOW_ALL"}
 

@@ -31,7 +31,7 @@ from lvseg.models.sam import PromptedDecoder, build_sam, prompt_arrays
 from lvseg.recipes.base import SPLITS, TrainedRecipe, sample_rows, write_per_video
 from lvseg.recipes.sam_prompts import SamSettings, sam_caveats, split_prompts
 from lvseg.report import overlay
-from lvseg.resident import rows_of
+from lvseg.resident import on_device, rows_of
 from lvseg.train import BEST, EPOCH_METRICS, Report, SplitData, Trainer, pick_device
 
 ZERO_SHOT = "zero_shot_val_dice"
@@ -64,11 +64,11 @@ def decoder_inputs(embeddings: np.ndarray, videos: np.ndarray, prompts: tuple[np
     device = pick_device(config.device)
     flat = embeddings.reshape(-1, *embeddings.shape[2:])  # (V*2, C, h, w) in store order
     batch = rows_of(flat, sample_rows(videos), device, config.resident_gb)
-    on_device = tuple(torch.from_numpy(np.ascontiguousarray(array)).to(device) for array in prompts)
+    prompts_there = tuple(torch.from_numpy(np.ascontiguousarray(array)).to(device) for array in prompts)
 
     def inputs(index: np.ndarray) -> tuple[torch.Tensor, ...]:
-        where = torch.from_numpy(np.ascontiguousarray(index)).to(device, non_blocking=True)
-        return (batch(index).float(), *(array.index_select(0, where) for array in on_device))
+        where = on_device(index, device)
+        return (batch(index).float(), *(array.index_select(0, where) for array in prompts_there))
 
     inputs.streamed = batch.streamed
     return inputs

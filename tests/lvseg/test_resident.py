@@ -9,8 +9,7 @@ import torch
 
 from lvseg import resident
 from lvseg.recipes import get_recipe
-from lvseg.resident import KEPT, Resident, Streamed, rows_of
-from lvseg.train import prefetched
+from lvseg.resident import KEPT, Resident, Streamed, prefetched, rows_of
 
 CPU = torch.device("cpu")
 
@@ -61,7 +60,7 @@ def test_over_the_budget_the_oldest_kept_rows_make_way_then_batches_stream(tmp_p
     assert isinstance(rows_of(array, np.arange(10), CPU, budget_gb), Streamed)
 
 
-def test_the_default_budget_is_a_share_of_what_is_free_counting_what_is_kept(tmp_path: Path) -> None:
+def test_the_default_budget_is_a_share_of_what_is_free() -> None:
     available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     assert 0.9 * available * resident.CPU_SHARE < resident.default_budget(CPU) <= 1.1 * available * resident.CPU_SHARE
 
@@ -74,6 +73,7 @@ def test_resident_and_streamed_inputs_train_identically(name: str, fast_configs,
         KEPT.clear()
         config = recipe.config(**fast_configs[name], resident_gb=budget)
         result = recipe(config, small_store, workdir=tmp_path / str(budget))
+        assert bool(KEPT.tensors) == (budget is None)  # kept on the device, or really streamed
         histories.append([{k: v for k, v in epoch.items() if k != "seconds"} for epoch in result.history])
     assert histories[0] == histories[1] and len(histories[0]) == 2
 
