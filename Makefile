@@ -27,6 +27,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/cache_sizes.py
+	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/resident.py
 	$(BIN)/python bench/gpu.py --smoke
 	$(BIN)/python bench/frames.py

@@ -1,0 +1,123 @@
+"""How the pipeline's stages grow with the data set: each stage at two (or more) sizes, with its
+growth exponent k (time ~ N^k between the smallest and largest size) and its cost projected to
+EchoNet-Dynamic's 10,030 videos.
+
+Stages: synthesis (`lvseg synth`), frame-store build (wall, peak RSS, bytes), DINOv2 feature-cache
+build (tiny random backbone: wall, bytes), one probe trial (2 epochs: seconds per epoch, peak RSS),
+one SAM prompt-strategy trial (tiny random SAM, box prompts, its embedding cache built first). Each
+stage runs in a child process of its own, so its peak RSS is its own (a Python with torch imported
+is ~0.3-0.5 GB of that).
+
+Video lengths: the synthetic generator's own, 40-56 frames (EchoNet-Dynamic's average ~175): the
+decode stages here read ~3.5x fewer frames per video than the real data, and their exponents, not
+their absolute times, are what carries over. Tiny random networks: speeds, never accuracies.
+
+    .venv/bin/python bench/scale.py [--videos 300,1200]      # ~7 minutes on 2 cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REAL_VIDEOS = 10_030
+STAGES = ("synthesis", "frame store", "feature cache", "probe epoch", "SAM trial")
+
+
+def _bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def stage(name: str, videos: int, work: Path) -> dict:
+    """Run one stage here (in a child process); its seconds, peak RSS and bytes written."""
+    import torch
+
+    from lvseg.config import parse_config
+    from lvseg.features import feature_cache
+    from lvseg.framestore import load_store
+    from lvseg.recipes import get_recipe
+    from lvseg.synth import write_synthetic
+
+    torch.set_num_threads(2)
+    root, cache = work / "echonet", work / "cache"
+    started, written = time.perf_counter(), 0
+    if name == "synthesis":
+        write_synthetic(root, videos=videos, seed=0)
+        written = _bytes(root)
+    elif name == "frame store":
+        written = _bytes(load_store(root, cache, progress=False).path)
+    elif name == "feature cache":
+        built = feature_cache(load_store(root, cache, progress=False), "tiny", 112, 1)
+        built.load(progress=False)
+        written = _bytes(built.path)
+    elif name == "probe epoch":
+        config = parse_config({"recipe": "dinov2_probe", "backbone": "tiny", "image_size": 112, "epochs": 2,
+                               "loss_reduction": "mean"})
+        result = get_recipe("dinov2_probe")(config, load_store(root, cache, progress=False), workdir=work / "probe")
+        return {"seconds": sum(e["seconds"] for e in result.history) / len(result.history), "rss": _rss(), "bytes": 0}
+    elif name == "SAM trial":
+        config = parse_config({"recipe": "sam_prompts", "model": "tiny", "strategy": "box"})
+        get_recipe("sam_prompts")(config, load_store(root, cache, progress=False), workdir=work / "sam")
+    return {"seconds": time.perf_counter() - started, "rss": _rss(), "bytes": written}
+
+
+def _rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def measure(videos: int, work: Path) -> dict[str, dict]:
+    figures = {}
+    for name in STAGES:
+        done = subprocess.run([sys.executable, __file__, "--stage", name, "--videos", str(videos), "--work", str(work)],
+                              capture_output=True, text=True, timeout=1800)
+        if done.returncode != 0:
+            raise SystemExit(f"stage {name} at {videos} videos failed:\n{done.stderr[-3000:]}")
+        figures[name] = json.loads(done.stdout.strip().splitlines()[-1])
+        shown = figures[name]
+        print(f"{videos:>6} videos  {name:<14} {shown['seconds']:>8.2f} s  peak RSS {shown['rss'] / 1e9:5.2f} GB"
+              + (f"  {shown['bytes'] / 1e6:8.1f} MB" if shown["bytes"] else ""), flush=True)
+    return figures
+
+
+def exponent(small: float, large: float, ratio: float) -> float:
+    return math.log(max(large, 1e-9) / max(small, 1e-9)) / math.log(ratio)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--videos", default="300,1200", help="comma-separated sizes, smallest first")
+    parser.add_argument("--stage", help=argparse.SUPPRESS)
+    parser.add_argument("--work", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.stage:
+        print(json.dumps(stage(args.stage, int(args.videos), Path(args.work))))
+        return
+    sizes = [int(n) for n in args.videos.split(",")]
+    print("bench/scale.py: synthetic videos (40-56 frames), tiny random networks: growth, not accuracy", flush=True)
+    results = {}
+    for videos in sizes:
+        with tempfile.TemporaryDirectory(prefix=f"lvseg-scale-{videos}-") as work:
+            results[videos] = measure(videos, Path(work))
+    small, large = sizes[0], sizes[-1]
+    ratio = large / small
+    worst = ("", -math.inf)
+    print(f"\n{'stage':<14} {'k (time)':>9} {'k (RSS)':>8}  projected at {REAL_VIDEOS:,} videos")
+    for name in STAGES:
+        a, b = results[small][name], results[large][name]
+        k = exponent(a["seconds"], b["seconds"], ratio)
+        k_rss = exponent(a["rss"], b["rss"], ratio)
+        projected = b["seconds"] * (REAL_VIDEOS / large) ** k
+        print(f"{name:<14} {k:>9.2f} {k_rss:>8.2f}  {projected:,.0f} s")
+        worst = max(worst, (name, k), key=lambda pair: pair[1])
+    print(f"scale: worst growth exponent {worst[1]:.2f} ({worst[0]})")
+
+
+if __name__ == "__main__":
+    main()
