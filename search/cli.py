@@ -21,6 +21,7 @@ space, data, tracking store or resources: nothing is left behind, run it again o
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import signal
 import sys
@@ -265,5 +266,16 @@ def _write_traceback() -> Path:
     return path
 
 
+def entry() -> None:
+    """The console script: :func:`main`, then out without tearing the interpreter down. Once the
+    command has ended (Ray stopped, logs closed, exit handlers run), unloading torch, Ray and
+    MLflow module by module only costs time: 3-4 s on 2 cores, after every command."""
+    code = main()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -28,6 +28,9 @@ from search.space import Param, SearchSpace, parse_space
 from search.tags import CAVEATS_TAG
 
 TOP_TABLE, TOP_PAIRED, PER_VIDEO_TRIALS = 20, 10, 200
+# PED-ANOVA contrasts the top 10% of trials with the rest: below ten trials that top is one trial
+# and the importances are noise (Optuna's docs ask for five trials above the quantile)
+IMPORTANCE_TRIALS = 10
 NUMBER = re.compile(r"-t(\d+)(?: |$)")
 
 
@@ -44,7 +47,7 @@ def write_report(uri: str, name: str, out: Path) -> Path:
     tables = _per_video(mlflow, rows, out)
     pictures = _pictures(mlflow, space, objectives, trials, tables, caveats, out)
     page = out / "report.html"
-    page.write_text(_html(name, parent, space, rows, tables, pictures, caveats))
+    page.write_text(_html(name, parent, space, rows, tables, pictures, caveats, _omitted(space, trials)))
     return page
 
 
@@ -109,8 +112,23 @@ def _pictures(mlflow: Any, space: SearchSpace, objectives: list[tuple[str, str]]
     return pictures
 
 
+def _scored(trials: list[dict]) -> int:
+    return sum(t["score"] is not None for t in trials)
+
+
+def _omitted(space: SearchSpace, trials: list[dict]) -> str:
+    """Why the report has no importance picture, when that is for too few trials."""
+    if not space.params or _scored(trials) >= IMPORTANCE_TRIALS:
+        return ""
+    return (f"Which parameters mattered: not estimated, PED-ANOVA needs at least {IMPORTANCE_TRIALS} trials "
+            f"with a score and this search has {_scored(trials)}.")
+
+
 def _importance(space: SearchSpace, trials: list[dict]) -> tuple[dict[str, float], str]:
-    """PED-ANOVA importances over the completed trials (needs no extra package), or none."""
+    """PED-ANOVA importances over the trials with a score (needs no extra package), or none. Too
+    few trials give none without importing ``optuna.importance`` (which imports scikit-learn: 2.6 s)."""
+    if _scored(trials) < IMPORTANCE_TRIALS:
+        return {}, ""
     import optuna
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
@@ -185,12 +203,13 @@ def _paired(rows: list[dict[str, Any]], tables: dict[str, pd.DataFrame]) -> dict
 
 
 def _html(name: str, parent: Any, space: SearchSpace, rows: list[dict[str, Any]], tables: dict[str, pd.DataFrame],
-          pictures: list[tuple[str, Path]], caveats: str) -> str:
+          pictures: list[tuple[str, Path]], caveats: str, omitted: str) -> str:
     metric = space.metric[0]
     banner = f'<p class="caveat">{html.escape(caveats)}: these numbers are not a result.</p>' if caveats else ""
     sections = "".join(f"<h2>{html.escape(title)}</h2><img alt=\"{html.escape(title)}\" "
                        f"src=\"data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}\">"
                        for title, path in pictures)
+    sections += f"<p>{html.escape(omitted)}</p>" if omitted else ""
     return PAGE.format(name=html.escape(name), recipe=html.escape(space.recipe), banner=banner,
                        status=html.escape(parent.data.tags.get(tracking.STATUS_TAG, parent.info.status.lower())),
                        counts=html.escape(_counts(rows)), table=_table(rows, metric, _paired(rows, tables)),

@@ -208,6 +208,7 @@ def test_every_search_ends_with_a_report_that_a_browser_shows_whole(search: dict
     loaded = re.search(r'data-images-loaded="(\d+)/(\d+)"', dom)
     assert loaded and loaded.group(1) == loaded.group(2) and int(loaded.group(2)) >= 5, loaded
     assert "SYNTHETIC data" in dom and "RANDOMLY initialised backbone" in dom
+    assert "not estimated, PED-ANOVA needs at least 10 trials with a score and this search has" in dom
     shot = tmp_path / "report.png"
     chromium(page.as_uri(), png=shot)
     assert not_blank(shot)

@@ -1,0 +1,37 @@
+"""Parts of the search report that need no search: when parameter importance is estimated."""
+
+from __future__ import annotations
+
+import random
+
+from search.report import IMPORTANCE_TRIALS, _importance, _omitted
+from search.space import parse_space
+
+SPACE = parse_space({"recipe": "baseline", "params": {"lr": {"type": "loguniform", "low": 1e-4, "high": 1e-1},
+                                                       "batch_size": {"type": "choice", "values": [2, 4, 8]}}},
+                    "space.yaml", "")
+
+
+def _trials(count: int) -> list[dict]:
+    """Trials whose score follows lr alone: batch size is noise."""
+    draw = random.Random(0)
+    trials = []
+    for _ in range(count):
+        lr, batch = 10 ** draw.uniform(-4, -1), draw.choice([2, 4, 8])
+        trials.append({"params": {"lr": lr, "batch_size": batch}, "score": 1.0 - abs(lr - 1e-2) * 5})
+    return [*trials, {"params": {"lr": 1e-3, "batch_size": 2}, "score": None}]  # a failed trial counts for nothing
+
+
+def test_importance_finds_the_parameter_that_decides_the_score() -> None:
+    weights, method = _importance(SPACE, _trials(40))
+    assert method == "PED-ANOVA" and set(weights) == {"lr", "batch_size"}
+    assert weights["lr"] > weights["batch_size"]
+    assert _omitted(SPACE, _trials(40)) == ""
+
+
+def test_too_few_trials_give_no_importance_and_the_report_says_why() -> None:
+    few = _trials(IMPORTANCE_TRIALS - 1)
+    assert _importance(SPACE, few) == ({}, "")
+    assert _omitted(SPACE, few) == (f"Which parameters mattered: not estimated, PED-ANOVA needs at least "
+                                    f"{IMPORTANCE_TRIALS} trials with a score and this search has "
+                                    f"{IMPORTANCE_TRIALS - 1}.")
