@@ -19,8 +19,10 @@ $(STAMP): requirements.txt pyproject.toml
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# Two workers: the end-to-end tests mostly wait on processes they started (Ray, MLflow, searches),
+# so two at a time use the two cores; a module's tests stay on one worker (tests/conftest.py).
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadgroup
 
 demo: $(STAMP)
 	$(BIN)/lvsearch demo --out demo-output

@@ -21,6 +21,16 @@ FAST_CONFIGS: dict[str, dict] = {  # small, quick configs of every recipe (the c
 }
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`make test` runs two pytest-xdist workers with ``--dist loadgroup``: a module's tests stay
+    together (its module fixtures, a search or a server, are built once), unless a test names its
+    own group (the failure battery is split in two, its longest part)."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
 @pytest.fixture(scope="session")
 def fast_configs() -> dict[str, dict]:
     """Every recipe's fast config (without its ``recipe`` key)."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import shutil
 import subprocess
+import tempfile
 
 import pytest
 
@@ -13,8 +16,17 @@ def listening_sockets() -> set[str]:
     return {" ".join(line.split()[3:]) for line in out.splitlines() if line.strip()}
 
 
+def _ours(sockets: set[str]) -> set[str]:
+    """The sockets held by this process or its descendants: other test workers run their own Ray."""
+    import psutil
+
+    me = psutil.Process()
+    pids = {str(p.pid) for p in [me, *me.children(recursive=True)]}
+    return {s for s in sockets if set(re.findall(r"pid=(\d+)", s)) & pids}
+
+
 @pytest.fixture(scope="session")
-def ray_local(tmp_path_factory: pytest.TempPathFactory):
+def ray_local():
     """Start Ray the way `lvsearch` does locally; yields the listening sockets Ray opened."""
     import ray
 
@@ -23,10 +35,12 @@ def ray_local(tmp_path_factory: pytest.TempPathFactory):
     if ray.is_initialized():
         ray.shutdown()
     before = listening_sockets()
-    init_ray(None, temp_dir=str(tmp_path_factory.mktemp("ray")))
-    opened = listening_sockets() - before
+    folder = tempfile.mkdtemp(prefix="lvs-ray-", dir="/tmp")  # Ray's socket paths must stay < 108 bytes
+    init_ray(None, temp_dir=folder)
+    opened = _ours(listening_sockets() - before)
     yield opened
     ray.shutdown()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -37,8 +51,6 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-back
 def chromium(tmp_path_factory: pytest.TempPathFactory):
     """``browse(url, png=None, dump=False, size=(1200, 2400))``: headless Chromium (Debian's package,
     which CI installs) shooting a page to ``png`` or returning its DOM after the page's scripts ran."""
-    import shutil
-
     binary = shutil.which("chromium") or shutil.which("chromium-browser")
     if binary is None:
         pytest.skip("BROWSER TESTS SKIPPED: Debian's chromium is not installed (`apt-get install chromium`; "

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -61,6 +62,7 @@ def network():
 @pytest.fixture(scope="module")
 def cluster(network, tmp_path_factory: pytest.TempPathFactory):
     work = tmp_path_factory.mktemp("cluster")
+    ray_dir = Path(tempfile.mkdtemp(prefix="lvc-", dir="/tmp"))  # Ray's socket paths must stay < 108 bytes
     env = {**os.environ, "HOME": str(work), "RAY_AUTH_MODE": "token", "PYTHONUNBUFFERED": "1"}
     # Ray 2.60 clusters need token auth; every process of this cluster reads the token from HOME
     subprocess.run([str(BIN / "ray"), "get-auth-token", "--generate"], env=env, capture_output=True, check=True,
@@ -72,11 +74,11 @@ def cluster(network, tmp_path_factory: pytest.TempPathFactory):
     ray = str(BIN / "ray")
     common = ["--num-cpus=1", "--disable-usage-stats"]
     head = _in(NS_HEAD, env, ray, "start", "--head", f"--node-ip-address={HEAD}", "--port=6379",
-               f"--temp-dir={work / 'rh'}", "--include-dashboard=false", *common,
+               f"--temp-dir={ray_dir / 'rh'}", "--include-dashboard=false", *common,
                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert head.wait(120) == 0, head.stdout.read().decode()
     worker = _in(NS_WORKER, env, ray, "start", f"--address={HEAD}:6379", f"--node-ip-address={WORKER}",
-                 f"--temp-dir={work / 'rw'}", *common, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                 f"--temp-dir={ray_dir / 'rw'}", *common, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert worker.wait(120) == 0, worker.stdout.read().decode()
     _wait_for_server(env)
     _warm_both_nodes(env)
@@ -84,9 +86,11 @@ def cluster(network, tmp_path_factory: pytest.TempPathFactory):
     server.terminate()
     server.wait(30)
     # `ray stop` would kill every Ray on the machine; end only this cluster's processes
-    subprocess.run(["pkill", "-f", str(work)], check=False)
-    time.sleep(1)
-    subprocess.run(["pkill", "-9", "-f", str(work)], check=False)
+    for signal_flag in ("-TERM", "-KILL"):
+        for folder in (work, ray_dir):
+            subprocess.run(["pkill", signal_flag, "-f", str(folder)], check=False)
+        time.sleep(1)
+    shutil.rmtree(ray_dir, ignore_errors=True)
 
 
 WARM = f"""
@@ -136,7 +140,7 @@ def test_search_spans_both_nodes_and_logs_over_http(cluster, synthetic_root: Pat
     run = _in(NS_HEAD, env, str(BIN / "lvsearch"), "run", str(space), "--address", f"{HEAD}:6379",
               "--tracking-uri", f"http://{HEAD}:5000", "--data", str(synthetic_root), "--name", "two-nodes",
               "--storage", str(work / "runs"), "--cache-dir", str(work / "cache"),
-              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=work)  # its default optuna.db lands there
     output = run.communicate(timeout=600)[0].decode()
     assert run.returncode == 0, output[-3000:]
     # read the server's own database: what the driver and the workers sent it over HTTP

@@ -30,6 +30,8 @@ from search import tracking
 from search.cli import main
 
 pytestmark = pytest.mark.slow
+# the battery is the suite's longest module: `make test` runs it as two groups, one per worker
+FIRST_HALF, SECOND_HALF = pytest.mark.xdist_group("failures-1"), pytest.mark.xdist_group("failures-2")
 BIN = Path(sys.executable).parent
 EPOCHS = 4
 
@@ -192,6 +194,7 @@ BAD_INPUTS = {
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
+@SECOND_HALF
 def test_bad_input_starts_nothing_and_leaves_nothing(case: str, ray_local, server: Server, synthetic_root: Path,
                                                       shared_cache: Path, tmp_path: Path, capsys) -> None:
     make, message = BAD_INPUTS[case]
@@ -205,6 +208,7 @@ def test_bad_input_starts_nothing_and_leaves_nothing(case: str, ray_local, serve
     assert not (tmp_path / "runs" / name).exists()  # no search folder: the same command can run again
 
 
+@FIRST_HALF
 def test_a_tracking_server_that_is_not_there_fails_within_seconds(synthetic_root: Path, shared_cache: Path,
                                                                    tmp_path: Path, capsys) -> None:
     uri = f"http://127.0.0.1:{_free_port()}"
@@ -216,6 +220,7 @@ def test_a_tracking_server_that_is_not_there_fails_within_seconds(synthetic_root
     assert not (tmp_path / "runs").exists()
 
 
+@SECOND_HALF
 def test_a_ray_address_that_does_not_answer_fails_within_seconds(server: Server, synthetic_root: Path,
                                                                   shared_cache: Path, tmp_path: Path, capsys) -> None:
     address = f"127.0.0.1:{_free_port()}"
@@ -231,6 +236,7 @@ def test_a_ray_address_that_does_not_answer_fails_within_seconds(server: Server,
 # ---- it ran: every run ends, and the exit code says how ----------------------------------------
 
 
+@SECOND_HALF
 def test_every_trial_failing_is_exit_1_with_failed_runs(server: Server, synthetic_root: Path, shared_cache: Path,
                                                         tmp_path: Path) -> None:
     space = _space(tmp_path, fixed={"backbone_weights": str(tmp_path / "missing.pt")})
@@ -247,7 +253,9 @@ def test_every_trial_failing_is_exit_1_with_failed_runs(server: Server, syntheti
     assert all("error.txt" in {a.path for a in mlflow.list_artifacts(c.info.run_id)} for c in children)
 
 
-@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+@pytest.mark.parametrize("signum, code", [pytest.param(signal.SIGINT, 130, marks=FIRST_HALF),
+                                          pytest.param(signal.SIGTERM, 143, marks=SECOND_HALF)],
+                         ids=["ctrl-c", "sigterm"])
 def test_a_signal_ends_every_run_and_resume_finishes_the_search(signum: int, code: int, server: Server,
                                                                 synthetic_root: Path, shared_cache: Path,
                                                                 tmp_path: Path) -> None:
@@ -289,6 +297,7 @@ def _pid_of_a_running_trial(uri: str, name: str) -> tuple[str, int]:
     return "", 0
 
 
+@SECOND_HALF
 def test_a_trial_whose_worker_is_killed_is_retried_from_its_checkpoint(server: Server, synthetic_root: Path,
                                                                         shared_cache: Path, tmp_path: Path) -> None:
     epochs = 6
@@ -310,6 +319,7 @@ def test_a_trial_whose_worker_is_killed_is_retried_from_its_checkpoint(server: S
     assert int(child.data.tags["lvsearch.pid"]) != pid  # it finished in another worker
 
 
+@SECOND_HALF
 def test_a_tracking_outage_mid_search_loses_and_doubles_nothing(synthetic_root: Path, shared_cache: Path,
                                                                  tmp_path: Path) -> None:
     server = Server(tmp_path / "own-server")
@@ -341,6 +351,7 @@ def test_a_tracking_outage_mid_search_loses_and_doubles_nothing(synthetic_root: 
     assert all(c.data.tags[tracking.STATUS_TAG] == "completed" for c in children)
 
 
+@FIRST_HALF
 def test_a_server_down_at_the_end_is_synced_later(synthetic_root: Path, shared_cache: Path, tmp_path: Path) -> None:
     server = Server(tmp_path / "own-server")
     server.work.mkdir()
@@ -368,6 +379,7 @@ def test_a_server_down_at_the_end_is_synced_later(synthetic_root: Path, shared_c
     assert parent.info.status == "FINISHED" and parent.data.metrics["trials_completed"] == 2
 
 
+@FIRST_HALF
 def test_a_driver_killed_with_sigkill_is_reported_and_resumed(server: Server, synthetic_root: Path,
                                                                shared_cache: Path, tmp_path: Path) -> None:
     env = _env(tmp_path)
@@ -395,6 +407,7 @@ def test_a_driver_killed_with_sigkill_is_reported_and_resumed(server: Server, sy
     assert set(statuses) <= {"completed", "interrupted: its driver was killed"}
 
 
+@FIRST_HALF
 def test_a_truncated_frame_store_is_rebuilt_with_a_warning(server: Server, synthetic_root: Path,
                                                            tmp_path: Path) -> None:
     cache = tmp_path / "cache"
@@ -408,6 +421,7 @@ def test_a_truncated_frame_store_is_rebuilt_with_a_warning(server: Server, synth
     _check_ended_once(server.store, "after-truncation", trials=1, epochs=1)
 
 
+@SECOND_HALF
 def test_videos_left_out_with_allow_missing_are_named(server: Server, synthetic_root: Path, tmp_path: Path) -> None:
     data = _broken_avi(synthetic_root, tmp_path)
     broken = sorted((data / "Videos").iterdir())[3].stem
