@@ -4,7 +4,9 @@ artifacts included) versus the same N fits one after another in one plain Python
 Both sides train the same resolved configs (read back from the search's MLflow runs) with one
 torch thread each, a FIFO scheduler (no early stopping) and one trial at a time, so the difference
 is what the orchestration costs. Searches of N and 2N trials separate the cost each trial adds
-(the headline) from the fixed cost of starting a search; Ray's start-up is reported apart.
+(the headline) from the fixed cost of a search, measured directly: from the call to the first
+trial's start, and from the last trial's end to the call's return (MLflow's run times are the
+trials' own: the journal carries them). Ray's start-up is reported apart.
 
     python bench/search_overhead.py [--trials 24]
 """
@@ -37,28 +39,32 @@ def space(trials: int) -> dict:
             "resources": {"cpu": 1, "gpu": 0}}
 
 
-def timed_search(trials: int, name: str, root: Path, store, tmp: Path) -> tuple[int, float, float, float]:
+def timed_search(trials: int, name: str, root: Path, store, tmp: Path) -> tuple[int, float, float, float,
+                                                                               tuple[float, float]]:
     """Run a search of ``trials`` trials, then the same resolved configs in this process.
     Returns (trials, search seconds, plain seconds, steady-state seconds per trial: from the first
-    trial run's start to the last one's end in MLflow, divided by the number of trials)."""
+    trial run's start to the last one's end in MLflow, divided by the number of trials, and the
+    fixed cost: seconds before the first trial started and after the last one ended)."""
     uri = f"sqlite:///{tmp / 'mlruns.db'}"
     raw = space(trials)
     parsed = parse_space(raw, "overhead.yaml", yaml.safe_dump(raw))
-    started = time.perf_counter()
+    started, called = time.perf_counter(), time.time()
     run_search(parsed, str(root), name, tracking_uri=uri, storage=tmp / "runs", cache_dir=tmp / "cache")
-    search_s = time.perf_counter() - started
+    search_s, returned = time.perf_counter() - started, time.time()
     mlflow = tracking.client(uri)
     parent = tracking.find_search_run(mlflow, uri, name)
     configs = []
     runs = tracking.trial_runs(mlflow, uri, parent.info.run_id)
-    span = (max(r.info.end_time for r in runs) - min(r.info.start_time for r in runs)) / 1000
+    first, last = min(r.info.start_time for r in runs) / 1000, max(r.info.end_time for r in runs) / 1000
+    span = last - first
     for run in runs:
         path = mlflow.download_artifacts(run.info.run_id, "config.yaml", str(tmp))
         configs.append(parse_config({k: v for k, v in yaml.safe_load(Path(path).read_text()).items() if k != "data"}))
     started = time.perf_counter()
     for index, config in enumerate(configs):
         get_recipe(config.recipe)(config, store, workdir=tmp / f"{name}-{index}")
-    return len(configs), search_s, time.perf_counter() - started, span / len(runs)
+    return len(configs), search_s, time.perf_counter() - started, span / len(runs), (first - called,
+                                                                                     returned - last)
 
 
 def main() -> None:
@@ -74,14 +80,17 @@ def main() -> None:
         ray_s = time.perf_counter() - started
         timed_search(2, "warm-up", root, store, tmp)  # first MLflow database, first worker process
         runs = [timed_search(n, f"n{n}", root, store, tmp) for n in (args.trials, 2 * args.trials)]
-        for count, search_s, plain_s, _ in runs:
+        for count, search_s, plain_s, _, _ in runs:
             print(f"{count:3d} trials through lvsearch: {search_s:6.2f} s   same fits in one plain process: "
                   f"{plain_s:5.2f} s   ratio {search_s / plain_s:5.1f}x   all-in overhead "
                   f"{(search_s - plain_s) / count:.3f} s per trial")
-        (n1, s1, p1, _), (n2, s2, p2, steady) = runs
+        (n1, s1, p1, _, fixed1), (n2, s2, p2, steady, fixed2) = runs
         marginal = ((s2 - p2) - (s1 - p1)) / (n2 - n1)
-        print(f"Ray start-up, once per process: {ray_s:.1f} s; fixed cost per search (Tuner set-up, MLflow parent, "
-              f"summary): {(s1 - p1) - n1 * marginal:.1f} s")
+        print(f"Ray start-up, once per process: {ray_s:.1f} s")
+        for count, (before, after) in ((n1, fixed1), (n2, fixed2)):
+            print(f"fixed cost of the {count}-trial search: {before:.1f} s to the first trial's start (Tuner, "
+                  f"MLflow parent, a new trial worker) + {after:.1f} s after the last trial's end (summary, "
+                  f"report) = {before + after:.1f} s")
         print(f"cross-check, (T(2N) - T(N)) / N minus plain: {marginal:.3f} s per trial (noisy: two wall clocks)")
         print(f"steady state in the {n2}-trial search: {steady:.3f} s per trial against {p2 / n2:.3f} s plain")
         print(f"orchestration overhead per trial: {steady - p2 / n2:.3f} s")

@@ -63,12 +63,12 @@ class Journal:
     def start_run(self, key: str, name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> None:
         """The trial's child run: created on delivery, or found again (and set RUNNING) if it exists."""
         self._append({"op": "start", "key": key, "name": name, "params": {k: str(v) for k, v in params.items()},
-                      "tags": dict(tags)})
+                      "tags": dict(tags), "ts": _now_ms()})
 
     def metrics(self, key: str, metrics: Mapping[str, Any], step: int) -> None:
         numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
         self._append({"op": "metrics", "key": key, "metrics": numbers, "step": step,
-                      "ts": int(time.time() * 1000)})
+                      "ts": _now_ms()})
 
     def tags(self, key: str, tags: Mapping[str, str]) -> None:
         self._append({"op": "tags", "key": key, "tags": {k: str(v) for k, v in tags.items()}})
@@ -89,7 +89,7 @@ class Journal:
     def end(self, key: str, status: Status, name: str = "", params: Mapping[str, Any] | None = None) -> None:
         """Close the run with ``status``; ``name``/``params`` create it if its trial never did."""
         self._append({"op": "end", "key": key, "status": str(status), "name": name,
-                      "params": {k: str(v) for k, v in (params or {}).items()}})
+                      "params": {k: str(v) for k, v in (params or {}).items()}, "ts": _now_ms()})
 
     # ---- reading back ----------------------------------------------------------------------
 
@@ -167,7 +167,7 @@ class Journal:
         op, key = entry["op"], entry["key"]
         if op == "start":
             self.runs[key] = tracking.start_trial_run(mlflow, self.uri, self.parent_run_id, self.search, key,
-                                                      entry["name"], entry["params"], entry["tags"])
+                                                      entry["name"], entry["params"], entry["tags"], entry.get("ts"))
             return
         run_id = self._run_id(mlflow, key, entry)
         if op == "metrics":
@@ -180,7 +180,7 @@ class Journal:
                 mlflow.log_artifact(run_id, str(file), entry["folder"])
                 shutil.rmtree(file.parent, ignore_errors=True)
         elif op == "end":
-            tracking.finish_run(mlflow, run_id, Status.parse(entry["status"]))
+            tracking.finish_run(mlflow, run_id, Status.parse(entry["status"]), entry.get("ts"))
         else:
             raise ValueError(f"{self.path}: unknown journal operation {op!r}")
 
@@ -195,6 +195,12 @@ class Journal:
                                                  entry.get("params", {}), {})
             self.runs[key] = found
         return self.runs[key]
+
+
+def _now_ms() -> int:
+    """Entries carry the time they happened: a run's times in MLflow are its trial's, however late
+    they are delivered (the delivery thread's second, a tracking outage)."""
+    return int(time.time() * 1000)
 
 
 def journals(folder: Path, uri: str, parent_run_id: str, search: str) -> list[Journal]:

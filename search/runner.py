@@ -211,6 +211,7 @@ def _write_traceback(path: Path) -> None:
 def _end(space: SearchSpace, state: SearchState, storage: Path, callback: TrackingCallback,
          searcher: PruneAwareOptunaSearch | None, driver: Driver, error: Exception | None) -> dict[str, Any]:
     interrupts = driver.interrupts
+    callback.close()
     for trial_id in callback.unfinished():  # their runs reopen when the search resumes
         callback.finish(trial_id, INTERRUPTED)
     folder = state.journal_dir(storage)

@@ -100,6 +100,25 @@ class PruneAwareOptunaSearch(OptunaSearch):
     was killed re-runs trials the persistent study had already been told about (Tune's snapshot
     lags): those are left as the study recorded them, since Optuna refuses to update them."""
 
+    UNSAVED = "_asked_in_this_process"
+
+    def suggest(self, trial_id: str) -> Any:
+        suggestion = super().suggest(trial_id)
+        if isinstance(suggestion, dict):
+            self.__dict__.setdefault(self.UNSAVED, set()).add(trial_id)
+        return suggestion
+
+    def save(self, checkpoint_path: str) -> None:
+        """As OptunaSearch saves, without the trials asked in this process (see _ended_in_study)."""
+        asked = self.__dict__.pop(self.UNSAVED, set())
+        try:
+            super().save(checkpoint_path)
+        finally:
+            self.__dict__[self.UNSAVED] = asked
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != self.UNSAVED}
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if not self._ended_in_study(trial_id):
             super().on_trial_result(trial_id, result)
@@ -120,11 +139,17 @@ class PruneAwareOptunaSearch(OptunaSearch):
         return None
 
     def _ended_in_study(self, trial_id: str) -> bool:
-        """Whether the study holds this trial as ended. Read from the storage each time (one small
-        query per epoch): a memo would be pickled with the searcher into Tune's snapshot and be
-        stale in exactly the resumed search this check is for."""
+        """Whether the study holds this trial as ended. A trial this process asked for and has not
+        told is live: no need to ask the storage (an RDB query per epoch, held up Tune's loop).
+        Any other trial (a resumed search's) is read from the storage each time: the set of trials
+        asked here is never saved, since in Tune's snapshot it would be stale in exactly the
+        resumed search this check is for."""
         trial = self._ot_trials.get(trial_id)
-        return trial is not None and self._ot_study._storage.get_trial(trial._trial_id).state.is_finished()
+        if trial is None:
+            return False
+        if trial_id in self.__dict__.get(self.UNSAVED, ()) and trial_id not in self._completed_trials:
+            return False
+        return self._ot_study._storage.get_trial(trial._trial_id).state.is_finished()
 
     def _report_last(self, trial_id: str, result: dict) -> None:
         """A trial stopped at its first result was never reported (Tune reports only results it

@@ -180,15 +180,16 @@ def find_trial_run(mlflow: MlflowClient, uri: str, parent_id: str, trial_id: str
 
 
 def start_trial_run(mlflow: MlflowClient, uri: str, parent_id: str, search: str, trial_id: str,
-                    run_name: str, params: Mapping[str, Any], tags: Mapping[str, str] | None = None) -> str:
+                    run_name: str, params: Mapping[str, Any], tags: Mapping[str, str] | None = None,
+                    start_time: int | None = None) -> str:
     """The child run of a trial; a restored or retried trial gets its old run back (never a second
-    one), RUNNING again."""
+    one), RUNNING again. ``start_time`` (ms): when the trial started, if that was earlier than now."""
     existing = find_trial_run(mlflow, uri, parent_id, trial_id)
     if existing is not None:
         mlflow.update_run(existing, status="RUNNING")
         set_tags(mlflow, existing, {STATUS_TAG: "running", **(tags or {})})
         return existing
-    run = mlflow.create_run(experiment_id(mlflow, uri), run_name=run_name, tags={
+    run = mlflow.create_run(experiment_id(mlflow, uri), run_name=run_name, start_time=start_time, tags={
         PARENT_TAG: parent_id, KIND_TAG: "trial", SEARCH_TAG: search, TRIAL_TAG: trial_id, STATUS_TAG: "running",
         **(tags or {})})
     log_params(mlflow, run.info.run_id, params)
@@ -214,7 +215,8 @@ def set_tags(mlflow: MlflowClient, run_id: str, tags: Mapping[str, Any]) -> None
     mlflow.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
 
-def finish_run(mlflow: MlflowClient, run_id: str, status: Status) -> None:
-    """Close a run: our status tag, and MLflow's terminal state that matches it."""
+def finish_run(mlflow: MlflowClient, run_id: str, status: Status, end_time: int | None = None) -> None:
+    """Close a run: our status tag, and MLflow's terminal state that matches it (at ``end_time``,
+    ms, when it ended earlier than now)."""
     set_tags(mlflow, run_id, {STATUS_TAG: str(status)})
-    mlflow.set_terminated(run_id, status=status.mlflow_state)
+    mlflow.set_terminated(run_id, status=status.mlflow_state, end_time=end_time)

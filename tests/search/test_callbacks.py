@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pickle
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -72,3 +74,31 @@ def test_trials_started_but_not_ended_are_unfinished(tmp_path: Path) -> None:
         callback.on_trial_start(0, [], SimpleNamespace(trial_id=trial_id))
     callback.finish("b", Status("completed"))
     assert callback.unfinished() == ["a", "c"]
+
+
+def test_while_tune_runs_a_thread_delivers_and_close_stops_it(tmp_path: Path) -> None:
+    callback, uri, parent = _callback(tmp_path)
+    callback.setup()
+    assert callback.thread is not None and callback.thread.is_alive()
+    callback.on_trial_start(0, [], SimpleNamespace(trial_id="a"))
+    callback.journal("a").start_run("a", "s-a", {"lr": 0.1}, {})
+    callback.journal("a").metrics("a", {"val_dice": 0.5}, 1)
+    callback.on_trial_complete(0, [], SimpleNamespace(trial_id="a", last_result=_result(1, "completed"), config={}))
+    deadline = time.monotonic() + 30
+    while callback.journal("a").pending() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    thread = callback.thread
+    callback.close()
+    assert not thread.is_alive() and callback.thread is None
+    (run,) = tracking.trial_runs(tracking.client(uri), uri, parent)
+    assert run.info.status == "FINISHED" and run.data.metrics == {"val_dice": 0.5}
+    assert callback.undelivered == set()  # ended and sent: the thread let it go
+
+
+def test_a_running_callback_pickles_as_tune_saves_it(tmp_path: Path) -> None:
+    callback, _, _ = _callback(tmp_path)
+    callback.setup()
+    callback.on_trial_start(0, [], SimpleNamespace(trial_id="a"))
+    copy = pickle.loads(pickle.dumps(callback))
+    callback.close()
+    assert copy.started == {"a"} and copy.thread is None and copy.unfinished() == ["a"]

@@ -58,11 +58,14 @@ def test_a_store_that_is_down_keeps_everything_until_it_answers(store, tmp_path:
     started = time.monotonic()
     assert down.deliver() == 5 and time.monotonic() - started < 5 and "ConnectionError" in down.last_error
     assert down.deliver() == 5  # within RETRY_S a log call does not even try
+    logged = [entry["ts"] for entry in down.entries() if entry["op"] in ("start", "end")]
+    time.sleep(1.5)  # the store answers later than the trial ran
     # the same journal, the store back (here: its real address)
     back = Journal(tmp_path / "journal", "t1", uri, parent, "s")
     assert back.deliver() == 0
     (run,) = tracking.trial_runs(tracking.client(uri), uri, parent)
     assert len(tracking.client(uri).get_metric_history(run.info.run_id, "val_dice")) == 2
+    assert [run.info.start_time, run.info.end_time] == logged  # the trial's times, not the delivery's
 
 
 def test_a_resend_after_a_crash_duplicates_nothing(store, tmp_path: Path) -> None:

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import pickle
+from pathlib import Path
+
 import optuna
 import pytest
 from ray.tune.schedulers import TrialScheduler
 
+from search import studies
 from search.samplers import SAMPLERS, SCHEDULERS, PruneAwareOptunaSearch, build_sampler, build_scheduler, tell_quietly
 from search.space import parse_space
 
@@ -50,10 +54,11 @@ def test_asha_counts_epochs_up_to_the_space_s_longest_trial() -> None:
     assert scheduler._time_attr == "training_iteration" and scheduler._max_t == 4
 
 
-def _searcher() -> PruneAwareOptunaSearch:
+def _searcher(storage: str | None = None) -> PruneAwareOptunaSearch:
     space = parse_space(_space("random"), "s")
     return PruneAwareOptunaSearch(space=space.define_by_run(), metric="val_dice", mode="max",
-                                  sampler=build_sampler(space))
+                                  sampler=build_sampler(space), study_name="s",
+                                  storage=studies.storage(storage) if storage else None)
 
 
 def _result(epoch: int, status: str, dice: float = 0.5) -> dict:
@@ -74,3 +79,22 @@ def test_stopped_trials_reach_optuna_as_pruned_not_complete() -> None:
     states = [t.state.name for t in searcher._ot_study.get_trials(deepcopy=False)]
     assert states == ["PRUNED", "COMPLETE", "FAIL", "FAIL", "FAIL"]
     assert searcher._ot_study.best_value == 0.8
+
+
+def test_a_resumed_searcher_leaves_alone_trials_the_study_ended_after_the_snapshot(tmp_path: Path) -> None:
+    """A driver killed after telling Optuna but before Tune saved again: the resumed search re-runs
+    the trial; the study's record stands (Optuna refuses to update an ended trial)."""
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    first = _searcher(storage)
+    first.suggest("t")
+    first.save(str(tmp_path / "snapshot.pkl"))  # Tune's snapshot: "t" is live
+    first.on_trial_result("t", _result(1, "running", 0.6))
+    first.on_trial_complete("t", _result(4, "completed", 0.8))
+    with (tmp_path / "snapshot.pkl").open("rb") as handle:
+        assert PruneAwareOptunaSearch.UNSAVED not in pickle.load(handle)  # never saved: it would be stale
+    resumed = _searcher(storage)
+    resumed.restore(str(tmp_path / "snapshot.pkl"))
+    resumed.on_trial_result("t", _result(1, "running", 0.1))  # would raise UpdateFinishedTrialError
+    resumed.on_trial_complete("t", _result(4, "completed", 0.2))
+    (trial,) = optuna.load_study(study_name="s", storage=storage).get_trials()
+    assert trial.state.name == "COMPLETE" and trial.value == 0.8 and trial.intermediate_values == {1: 0.6}
