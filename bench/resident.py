@@ -23,6 +23,7 @@ import torch
 
 from lvseg.losses import build_loss
 from lvseg.models.heads import build_probe
+from lvseg.recipes.probe import head_input
 from lvseg.resident import KEPT, prefetched, rows_of
 
 CHANNELS, GRID, BATCH = 768, 16, 64  # DINOv2-base at 224 px, one layer
@@ -59,7 +60,7 @@ def epoch_seconds(batch, frames: int, streamed: bool) -> float:
     started = time.perf_counter()
     loaded = prefetched(batch, indices) if streamed else ((index, batch(index)) for index in indices)
     for index, x in loaded:
-        loss = loss_of(head(x.float()), target[: len(index)])
+        loss = loss_of(head(head_input(x)), target[: len(index)])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
