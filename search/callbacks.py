@@ -11,6 +11,7 @@ trial's start.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
@@ -104,7 +105,10 @@ class TrackingCallback(Callback):
         while not self.stopping.is_set():
             self.wake.wait(DELIVER_S)
             self.wake.clear()
-            self._deliver_all()
+            try:
+                self._deliver_all()
+            except Exception:  # e.g. a journal torn by a full disk: the others still go; the search's end says it
+                logging.getLogger(__name__).exception("delivering the trial journals failed; delivery goes on")
 
     def close(self) -> None:
         """Stop the delivery thread; what it had not sent is sent by the search's end (which waits

@@ -102,3 +102,23 @@ def test_a_running_callback_pickles_as_tune_saves_it(tmp_path: Path) -> None:
     copy = pickle.loads(pickle.dumps(callback))
     callback.close()
     assert copy.started == {"a"} and copy.thread is None and copy.unfinished() == ["a"]
+
+
+def test_a_journal_that_cannot_be_read_does_not_stop_the_delivery_thread(tmp_path: Path) -> None:
+    callback, uri, parent = _callback(tmp_path)
+    callback.setup()
+    callback.on_trial_start(0, [], SimpleNamespace(trial_id="torn"))
+    (tmp_path / "journal").mkdir(exist_ok=True)
+    (tmp_path / "journal" / "torn.jsonl").write_text('{"op": "start", "key": "to')  # a line cut short
+    callback.deliver(force=True)
+    time.sleep(0.5)
+    callback.on_trial_start(0, [], SimpleNamespace(trial_id="a"))
+    callback.journal("a").start_run("a", "s-a", {"lr": 0.1}, {})
+    callback.on_trial_complete(0, [], SimpleNamespace(trial_id="a", last_result=_result(1, "completed"), config={}))
+    deadline = time.monotonic() + 30
+    while callback.journal("a").pending() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert callback.thread.is_alive()
+    callback.close()
+    (run,) = tracking.trial_runs(tracking.client(uri), uri, parent)
+    assert run.info.status == "FINISHED"
