@@ -54,8 +54,9 @@ class ProbeConfig(TrainConfig):
 
 def head_input(features: torch.Tensor) -> torch.Tensor:
     """fp16 (B, C, h, w) features -> float32 in channels-last memory, in one copy: a 1x1 convolution
-    over channels-last input is one matrix product per batch (about 10x faster on CPU than over
-    NCHW, bench/resident.py); on CUDA the Trainer asks for channels-last anyway."""
+    over channels-last input is one matrix product per batch (on this 2-core CPU a 768-channel
+    batch of 64 took ~3.4 ms forward against ~37 ms over NCHW; bench/resident.py's whole epoch
+    went from 3.70 to 2.79 s); on CUDA the Trainer asks for channels-last anyway."""
     return features.to(torch.float32, memory_format=torch.channels_last)
 
 
