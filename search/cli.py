@@ -30,14 +30,13 @@ import time
 import traceback
 from pathlib import Path
 
-from lvseg.config import ConfigError
 from search.driver import Driver
+from search.errors import NotStarted
 from search.interrupts import Interrupted
-from search.prepare import NotStarted
-from search.space import SpaceError
 
 NOTHING_STARTED = 2
-ERRORS = (OSError, LookupError, SpaceError, ConfigError, ValueError)  # bad input: one line, exit 2
+# bad input (a SpaceError or ConfigError is a ValueError): one line, exit 2
+ERRORS = (OSError, LookupError, ValueError)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

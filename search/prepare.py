@@ -22,6 +22,7 @@ from lvseg.framecache import FrameCache
 from lvseg.framestore import FrameStore, default_cache_dir, load_store
 from lvseg.recipes import get_recipe
 from search import studies, tracking
+from search.errors import NotStarted
 from search.space import SearchSpace
 from search.state import default_storage
 
@@ -34,10 +35,6 @@ class ResourceError(ValueError):
 
 class DiskSpaceError(OSError):
     """The caches a search needs would not fit on the disk of the cache folder."""
-
-
-class NotStarted(Exception):
-    """An unexpected error before the search started (its cause has the traceback)."""
 
 
 @dataclass(frozen=True)

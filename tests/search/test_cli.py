@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,3 +28,14 @@ def test_read_only_commands_create_no_store(command: list[str], tmp_path: Path,
     assert main([*command, "--tracking-uri", uri]) == 2
     assert f"no tracking store at {uri}" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # neither the database nor its folder
+
+
+@pytest.mark.parametrize("command", [["list"], ["export", "s", "--out", "x.yaml"]])
+def test_reading_commands_load_neither_torch_nor_ray(command: list[str], tmp_path: Path) -> None:
+    """`lvsearch list` took ~8 s when the CLI's imports pulled in torch, Ray Tune and Optuna; it
+    needs MLflow only. Run in a fresh interpreter: this one has loaded everything already."""
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    probe = (f"import sys; from search.cli import main; code = main({[*command, '--tracking-uri', uri]!r}); "
+             "print(code, sorted(m for m in ('torch', 'ray', 'optuna') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.split("\n")[-2] == "2 []", done.stdout + done.stderr
