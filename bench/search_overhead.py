@@ -14,6 +14,7 @@ trials' own: the journal carries them). Ray's start-up is reported apart.
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -40,11 +41,12 @@ def space(trials: int) -> dict:
 
 
 def timed_search(trials: int, name: str, root: Path, store, tmp: Path) -> tuple[int, float, float, float,
-                                                                               tuple[float, float]]:
+                                                                               tuple[float, float, float]]:
     """Run a search of ``trials`` trials, then the same resolved configs in this process.
     Returns (trials, search seconds, plain seconds, steady-state seconds per trial: from the first
     trial run's start to the last one's end in MLflow, divided by the number of trials, and the
-    fixed cost: seconds before the first trial started and after the last one ended)."""
+    fixed cost: seconds before the first trial started, after the last one ended, and what the
+    first trial took beyond the median trial: its worker's first use of torch)."""
     uri = f"sqlite:///{tmp / 'mlruns.db'}"
     raw = space(trials)
     parsed = parse_space(raw, "overhead.yaml", yaml.safe_dump(raw))
@@ -57,6 +59,8 @@ def timed_search(trials: int, name: str, root: Path, store, tmp: Path) -> tuple[
     runs = tracking.trial_runs(mlflow, uri, parent.info.run_id)
     first, last = min(r.info.start_time for r in runs) / 1000, max(r.info.end_time for r in runs) / 1000
     span = last - first
+    durations = [(r.info.end_time - r.info.start_time) / 1000 for r in sorted(runs, key=lambda r: r.info.start_time)]
+    first_extra = durations[0] - statistics.median(durations[1:])
     for run in runs:
         path = mlflow.download_artifacts(run.info.run_id, "config.yaml", str(tmp))
         configs.append(parse_config({k: v for k, v in yaml.safe_load(Path(path).read_text()).items() if k != "data"}))
@@ -64,7 +68,7 @@ def timed_search(trials: int, name: str, root: Path, store, tmp: Path) -> tuple[
     for index, config in enumerate(configs):
         get_recipe(config.recipe)(config, store, workdir=tmp / f"{name}-{index}")
     return len(configs), search_s, time.perf_counter() - started, span / len(runs), (first - called,
-                                                                                     returned - last)
+                                                                                     returned - last, first_extra)
 
 
 def main() -> None:
@@ -87,10 +91,11 @@ def main() -> None:
         (n1, s1, p1, _, fixed1), (n2, s2, p2, steady, fixed2) = runs
         marginal = ((s2 - p2) - (s1 - p1)) / (n2 - n1)
         print(f"Ray start-up, once per process: {ray_s:.1f} s")
-        for count, (before, after) in ((n1, fixed1), (n2, fixed2)):
+        for count, (before, after, extra) in ((n1, fixed1), (n2, fixed2)):
             print(f"fixed cost of the {count}-trial search: {before:.1f} s to the first trial's start (Tuner, "
                   f"MLflow parent, a new trial worker) + {after:.1f} s after the last trial's end (summary, "
-                  f"report) = {before + after:.1f} s")
+                  f"report) = {before + after:.1f} s; the first trial also took {extra:.1f} s longer than the "
+                  f"median one (a new worker's first use of torch)")
         print(f"cross-check, (T(2N) - T(N)) / N minus plain: {marginal:.3f} s per trial (noisy: two wall clocks)")
         print(f"steady state in the {n2}-trial search: {steady:.3f} s per trial against {p2 / n2:.3f} s plain")
         print(f"orchestration overhead per trial: {steady - p2 / n2:.3f} s")
