@@ -23,8 +23,7 @@ import torch
 
 from lvseg.losses import build_loss
 from lvseg.models.heads import build_probe
-from lvseg.recipes.probe import head_input
-from lvseg.resident import KEPT, prefetched, rows_of
+from lvseg.resident import KEPT, Float32Slots, prefetched, rows_of
 
 CHANNELS, GRID, BATCH = 768, 16, 64  # DINOv2-base at 224 px, one layer
 DEVICE = torch.device("cpu")
@@ -57,6 +56,7 @@ def epoch_seconds(batch, frames: int, streamed: bool) -> float:
     loss_of = build_loss("bce", reduction="mean", gamma=2.0)
     target = torch.zeros(BATCH, 112, 112)
     indices = [np.arange(start, min(start + BATCH, frames)) for start in range(0, frames, BATCH)]
+    head_input = Float32Slots()
     started = time.perf_counter()
     loaded = prefetched(batch, indices) if streamed else ((index, batch(index)) for index in indices)
     for index, x in loaded:
@@ -77,10 +77,10 @@ def main() -> None:
         rows = np.arange(args.frames)
         KEPT.clear()
         started = time.perf_counter()
-        first = rows_of(features, rows, DEVICE, None)
+        first = rows_of(features, rows, DEVICE, None, channels_last=True)
         first_s = time.perf_counter() - started
         started = time.perf_counter()
-        second = rows_of(np.load(Path(folder) / "values.npy", mmap_mode="r"), rows, DEVICE, None)
+        second = rows_of(np.load(Path(folder) / "values.npy", mmap_mode="r"), rows, DEVICE, None, channels_last=True)
         second_s = time.perf_counter() - started
         assert second.values is first.values
         resident_s = epoch_seconds(second, args.frames, streamed=False)

@@ -22,7 +22,7 @@ from lvseg.losses import channels
 from lvseg.models.dinov2 import PATCH, is_random
 from lvseg.models.heads import HEADS, build_probe
 from lvseg.recipes.base import SPLITS, TrainedRecipe, split_data
-from lvseg.resident import rows_of
+from lvseg.resident import Float32Slots, rows_of
 from lvseg.train import SplitData, pick_device
 
 PROBE_LAYERS = (1, 4)
@@ -52,22 +52,18 @@ class ProbeConfig(TrainConfig):
               f"must be a positive multiple of the patch size {PATCH} (e.g. 224 or 448)")
 
 
-def head_input(features: torch.Tensor) -> torch.Tensor:
-    """fp16 (B, C, h, w) features -> float32 in channels-last memory, in one copy: a 1x1 convolution
-    over channels-last input is one matrix product per batch (on this 2-core CPU a 768-channel
-    batch of 64 took ~3.4 ms forward against ~37 ms over NCHW; bench/resident.py's whole epoch
-    went from 3.70 to 2.79 s); on CUDA the Trainer asks for channels-last anyway."""
-    return features.to(torch.float32, memory_format=torch.channels_last)
-
-
 def feature_inputs(features: np.ndarray, rows: np.ndarray, config: ProbeConfig):
-    """``inputs(indices)`` over the split's samples -> float (B, C, h, w) on the trial's device,
-    from the fp16 cache (resident there within the budget: lvseg.resident)."""
+    """``inputs(indices)`` over the split's samples -> float32 (B, C, h, w) in channels-last memory
+    on the trial's device, from the fp16 cache (resident there within the budget, channels-last
+    too, so that the cast to float32 does not permute: lvseg.resident). A 1x1 convolution over
+    channels-last input is one matrix product per batch: on this 2-core CPU a 768-channel batch of
+    64 took ~3.4 ms forward against ~37 ms over NCHW."""
     flat = features.reshape(-1, *features.shape[2:])  # (V*2, C, h, w) in store order
-    batch = rows_of(flat, rows, pick_device(config.device), config.resident_gb)
+    batch = rows_of(flat, rows, pick_device(config.device), config.resident_gb, channels_last=True)
+    cast = Float32Slots()
 
     def inputs(index: np.ndarray) -> torch.Tensor:
-        return head_input(batch(index))
+        return cast(batch(index))
 
     inputs.streamed = batch.streamed
     return inputs

@@ -99,3 +99,33 @@ def test_a_consumer_that_stops_early_stops_the_prefetch_thread() -> None:
     next(batches)
     batches.close()
     assert not any(t.name == "lvseg-prefetch" for t in threading.enumerate())
+
+
+def test_channels_last_rows_are_the_same_values_kept_apart_from_nchw_ones(tmp_path: Path) -> None:
+    np.save(tmp_path / "maps.npy", np.arange(8 * 3 * 2 * 2, dtype=np.float16).reshape(8, 3, 2, 2))
+    array, rows, index = np.load(tmp_path / "maps.npy", mmap_mode="r"), np.array([6, 1, 4]), np.array([2, 0])
+    nchw, last = rows_of(array, rows, CPU, None), rows_of(array, rows, CPU, None, channels_last=True)
+    assert last.values.is_contiguous(memory_format=torch.channels_last) and nchw.values.is_contiguous()
+    batch = last(index)
+    assert batch.is_contiguous(memory_format=torch.channels_last)  # the gather keeps the layout
+    assert torch.equal(batch, torch.from_numpy(np.asarray(array[rows[index]]))) and torch.equal(batch, nchw(index))
+    assert len(KEPT.tensors) == 2
+
+
+def test_float32_slots_are_reused_and_each_batch_outlives_what_prefetch_makes_meanwhile() -> None:
+    import time
+
+    source = torch.arange(40 * 3 * 2 * 2, dtype=torch.float16).reshape(40, 3, 2, 2)
+    cast = resident.Float32Slots()
+
+    def inputs(index: np.ndarray) -> torch.Tensor:
+        return cast(source[torch.from_numpy(index)])
+
+    pointers = []
+    for index, x in prefetched(inputs, [np.arange(i, i + 4) for i in range(0, 40, 4)]):
+        time.sleep(0.02)  # a slow consumer: the thread fills its queue meanwhile
+        assert x.dtype == torch.float32 and x.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(x, source[torch.from_numpy(index)].float()), f"batch {index[0] // 4} was overwritten"
+        pointers.append(x.data_ptr())
+    assert len(set(pointers)) == resident.SLOTS  # ten batches, SLOTS tensors
+    assert cast(source[:3]).data_ptr() == pointers[len(pointers) % resident.SLOTS]  # a short batch: a slice
