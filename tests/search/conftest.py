@@ -6,8 +6,26 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+
+
+@pytest.fixture(scope="session")
+def short_tmp() -> Iterator[Callable[[str], Path]]:
+    """``short_tmp(prefix)``: a new folder directly under /tmp, removed when the session ends. Ray's
+    temp folders go there: its socket paths must stay under 108 bytes, which pytest's tmp paths
+    (longer under xdist) break."""
+    made: list[Path] = []
+
+    def make(prefix: str) -> Path:
+        made.append(Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp")))
+        return made[-1]
+
+    yield make
+    for folder in made:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def listening_sockets() -> set[str]:
@@ -26,7 +44,7 @@ def _ours(sockets: set[str]) -> set[str]:
 
 
 @pytest.fixture(scope="session")
-def ray_local():
+def ray_local(short_tmp: Callable[[str], Path]):
     """Start Ray the way `lvsearch` does locally; yields the listening sockets Ray opened."""
     import ray
 
@@ -35,12 +53,10 @@ def ray_local():
     if ray.is_initialized():
         ray.shutdown()
     before = listening_sockets()
-    folder = tempfile.mkdtemp(prefix="lvs-ray-", dir="/tmp")  # Ray's socket paths must stay < 108 bytes
-    init_ray(None, temp_dir=folder)
+    init_ray(None, temp_dir=str(short_tmp("lvs-ray-")))
     opened = _ours(listening_sockets() - before)
     yield opened
     ray.shutdown()
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

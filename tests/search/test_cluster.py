@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -60,9 +59,9 @@ def network():
 
 
 @pytest.fixture(scope="module")
-def cluster(network, tmp_path_factory: pytest.TempPathFactory):
+def cluster(network, tmp_path_factory: pytest.TempPathFactory, short_tmp):
     work = tmp_path_factory.mktemp("cluster")
-    ray_dir = Path(tempfile.mkdtemp(prefix="lvc-", dir="/tmp"))  # Ray's socket paths must stay < 108 bytes
+    ray_dir = short_tmp("lvc-")
     env = {**os.environ, "HOME": str(work), "RAY_AUTH_MODE": "token", "PYTHONUNBUFFERED": "1"}
     # Ray 2.60 clusters need token auth; every process of this cluster reads the token from HOME
     subprocess.run([str(BIN / "ray"), "get-auth-token", "--generate"], env=env, capture_output=True, check=True,

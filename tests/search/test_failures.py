@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -113,16 +112,20 @@ def _args(space: Path, data: Path, uri: str, tmp_path: Path, cache: Path, name: 
             "--optuna-storage", f"sqlite:///{tmp_path / 'optuna.db'}"]
 
 
-def _env(tmp_path: Path) -> dict[str, str]:
-    # a short Ray temp folder (socket paths are limited to 107 bytes) that the test can clean up
-    ray_tmp = tempfile.mkdtemp(prefix="lvr", dir="/tmp")
-    return {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_TMPDIR": ray_tmp, "LVSEARCH_TRACKING_WAIT_S": "20"}
+@pytest.fixture(autouse=True)
+def _short_ray_tmp(short_tmp, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's `lvsearch` processes start their Ray in a short folder of their own (RAY_TMPDIR)."""
+    monkeypatch.setenv("RAY_TMPDIR", str(short_tmp("lvr")))
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "LVSEARCH_TRACKING_WAIT_S": "20"}
 
 
 def _start(args: list[str], tmp_path: Path, log: str = "run.log", env: dict | None = None) -> subprocess.Popen:
     handle = (tmp_path / log).open("w")
     return subprocess.Popen([str(BIN / "lvsearch"), *args], stdout=handle, stderr=subprocess.STDOUT, text=True,
-                            env=env or _env(tmp_path))
+                            env=env or _env())
 
 
 def _read(path: Path) -> str:
@@ -227,7 +230,7 @@ def test_a_ray_address_that_does_not_answer_fails_within_seconds(server: Server,
     before = len(_runs(server.store))
     code = subprocess.run([str(BIN / "lvsearch"), *_args(_space(tmp_path), synthetic_root, server.uri, tmp_path,
                                                          shared_cache), "--address", address],
-                          capture_output=True, text=True, timeout=120, env=_env(tmp_path))
+                          capture_output=True, text=True, timeout=120, env=_env())
     assert code.returncode == 2 and f"no Ray cluster answers at {address}" in code.stderr, code.stderr[-2000:]
     _one_line(code.stdout + code.stderr)
     assert len(_runs(server.store)) == before and not (tmp_path / "runs" / "s").exists()
@@ -273,7 +276,7 @@ def test_a_signal_ends_every_run_and_resume_finishes_the_search(signum: int, cod
     assert parent.info.status == "KILLED" and parent.data.tags[tracking.STATUS_TAG] == "interrupted"
     assert "RUNNING" not in {c.info.status for c in children}
     resumed = subprocess.run([str(BIN / "lvsearch"), "resume", name, "--tracking-uri", server.uri, "--storage",
-                              str(tmp_path / "runs")], capture_output=True, text=True, timeout=300, env=_env(tmp_path))
+                              str(tmp_path / "runs")], capture_output=True, text=True, timeout=300, env=_env())
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-2000:]
     assert f"search {name} was interrupted:" in resumed.stdout and "trials remain" in resumed.stdout
     _check_ended_once(server.store, name, trials=3)
@@ -328,7 +331,7 @@ def test_a_tracking_outage_mid_search_loses_and_doubles_nothing(synthetic_root: 
     epochs = 8
     args = [*_args(_space(tmp_path, samples=2, epochs=epochs, concurrency=2), synthetic_root, server.uri, tmp_path,
                    shared_cache, "outage"), "--verbose"]
-    run = _start(args, tmp_path, env={**_env(tmp_path), "LVSEARCH_TRACKING_WAIT_S": "60"})
+    run = _start(args, tmp_path, env={**_env(), "LVSEARCH_TRACKING_WAIT_S": "60"})
     try:
         _wait_for(lambda: "epoch 1/" in _read(tmp_path / "run.log") or run.poll() is not None,
                   what="the first epoch")
@@ -358,7 +361,7 @@ def test_a_server_down_at_the_end_is_synced_later(synthetic_root: Path, shared_c
     server.start()
     args = [*_args(_space(tmp_path, samples=2, epochs=3), synthetic_root, server.uri, tmp_path, shared_cache, "later"),
             "--verbose"]
-    env = {**_env(tmp_path), "LVSEARCH_TRACKING_WAIT_S": "2"}
+    env = {**_env(), "LVSEARCH_TRACKING_WAIT_S": "2"}
     run = _start(args, tmp_path, env=env)
     try:
         _wait_for(lambda: "epoch 1/" in _read(tmp_path / "run.log") or run.poll() is not None,
@@ -382,7 +385,7 @@ def test_a_server_down_at_the_end_is_synced_later(synthetic_root: Path, shared_c
 @FIRST_HALF
 def test_a_driver_killed_with_sigkill_is_reported_and_resumed(server: Server, synthetic_root: Path,
                                                                shared_cache: Path, tmp_path: Path) -> None:
-    env = _env(tmp_path)
+    env = _env()
     args = _args(_space(tmp_path, samples=3, epochs=3), synthetic_root, server.uri, tmp_path, shared_cache, "sigkill")
     run = _start(args, tmp_path, env=env)
     _wait_for(lambda: _read(tmp_path / "run.log").count(" completed  ") >= 1 or run.poll() is not None,
@@ -394,7 +397,7 @@ def test_a_driver_killed_with_sigkill_is_reported_and_resumed(server: Server, sy
                             text=True, timeout=120, env=env)
     assert listed.returncode == 0 and "sigkill was interrupted:" in listed.stdout and "trials remain" in listed.stdout
     resumed = subprocess.run([str(BIN / "lvsearch"), "resume", "sigkill", "--tracking-uri", server.uri, "--storage",
-                              str(tmp_path / "runs")], capture_output=True, text=True, timeout=300, env=_env(tmp_path))
+                              str(tmp_path / "runs")], capture_output=True, text=True, timeout=300, env=_env())
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-2000:]
     assert "search sigkill was interrupted:" in resumed.stdout
     assert [r.info.run_name for r in _runs(server.store) if r.info.status == "RUNNING"] == []

@@ -5,11 +5,9 @@ id; each, finding no CUDA, runs on CPU and says so)."""
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,7 +32,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def one_gpu_ray(tmp_path: Path):
+def one_gpu_ray(tmp_path: Path, short_tmp):
     """A Ray head on loopback declaring one GPU this machine does not have."""
     if os.environ.get("CUDA_VISIBLE_DEVICES", "") not in ("", "-1"):
         pytest.skip("this test declares a GPU that is absent; run it where CUDA is hidden")
@@ -42,7 +40,7 @@ def one_gpu_ray(tmp_path: Path):
     subprocess.run([str(BIN / "ray"), "get-auth-token", "--generate"], env=env, capture_output=True, check=True,
                    timeout=60)
     port = _free_port()
-    ray_dir = Path(tempfile.mkdtemp(prefix="lvs-ray-", dir="/tmp"))  # Ray's socket paths must stay < 108 bytes
+    ray_dir = short_tmp("lvs-ray-")
     head = subprocess.run([str(BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
                            "--num-cpus=2", "--num-gpus=1", f"--temp-dir={ray_dir}",
                            "--include-dashboard=false", "--disable-usage-stats"],
@@ -53,7 +51,6 @@ def one_gpu_ray(tmp_path: Path):
     subprocess.run(["pkill", "-f", str(ray_dir)], check=False)
     time.sleep(1)
     subprocess.run(["pkill", "-9", "-f", str(ray_dir)], check=False)
-    shutil.rmtree(ray_dir, ignore_errors=True)
 
 
 def test_four_trials_share_one_gpu_and_fall_back_to_cpu_with_a_notice(one_gpu_ray: dict, synthetic_root: Path,
