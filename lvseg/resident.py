@@ -95,7 +95,7 @@ class Float32Slots:
     allocation over 32 MB afresh, and every first write to a page faults (a batch of 64
     base-sized frames, 50 MB: 30 ms into a new tensor, 5 ms into a reused one, on 2 cores). A
     batch stays valid while ``SLOTS - 1`` more are made, which covers the consumer's batch and
-    what :func:`prefetched` queues; one thread makes the batches. On a GPU the caching allocator
+    what :func:`prefetched` queues; one thread at a time makes them. On a GPU the caching allocator
     already reuses memory: a plain cast."""
 
     def __init__(self) -> None:
