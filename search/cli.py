@@ -119,14 +119,19 @@ def cmd_list(args: argparse.Namespace, driver: Driver) -> int:
     if not rows:
         print(f"no searches in {uri}")
         return 0
-    print(f"{'search':<36} {'recipe':<13} {'status':<11} {'trials':>9}  {'best':>7} {'95% interval':<13}  best trial")
+    print(f"{'search':<36} {'recipe':<13} {'status':<11} {'trials':>9}  {'best':>7}  {'95% interval':<13}  best trial")
     for row in rows:
         best = row["best"]
         score = "-" if best is None else f"{best['score']:.4f}"
         interval = f"{best['low']:.3f}-{best['high']:.3f}" if best is not None and best["low"] is not None else ""
         print(f"{row['name']:<36} {row['recipe'] or '-':<13} {row['status'].kind:<11} {row['ended']:>4}/"
-              f"{row['planned']:<4}  {score:>7} {interval:<13}  {best['name'] if best else '-'} ({row['metric']})"
-              f"{_also(row)}")
+              f"{row['planned']:<4}  {score:>7}{'*' if row['caveats'] else ' '} {interval:<13}  "
+              f"{best['name'] if best else '-'} ({row['metric']}){_also(row)}")
+    caveated = [row for row in rows if row["caveats"]]
+    if caveated:
+        print("* not a result:")
+        for row in caveated:
+            print(f"  {row['name']}: {row['caveats']}")
     for row in rows:
         if row["status"].kind == "interrupted":
             print(f"{row['name']} was interrupted: {row['planned'] - row['ended']} of {row['planned']} trials "
@@ -148,6 +153,8 @@ def cmd_export(args: argparse.Namespace, driver: Driver) -> int:
     if args.top < 1:
         raise ValueError(f"--top must be >= 1, got {args.top}")
     done = export_best(args.tracking_uri or tracking.default_tracking_uri(), args.name, args.out, args.top, args.pareto)
+    if done["caveats"]:
+        print(f"not a result: {done['caveats']}")
     for path in done["paths"]:
         print(f"wrote {path}")
     best = done["best"]

@@ -15,6 +15,7 @@ import yaml
 from lvseg.status import COMPLETED, INTERRUPTED, RUNNING, Status, failed
 from search import tracking
 from search.ranking import rank, tied_count
+from search.tags import CAVEATS_TAG
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one small YAML: no bar
 
@@ -70,7 +71,7 @@ def _summary_of(mlflow: Any, uri: str, run: Any) -> dict[str, Any]:
             "status": status, "trials": len(rows), "ended": ended,
             "planned": int(run.data.tags.get(tracking.SAMPLES_TAG, len(rows))), "metric": metrics[0], "best": best,
             "tied": tied_count(rows), "front": sum(row["front"] == 1 for row in rows),
-            "objectives": len(metrics)}
+            "objectives": len(metrics), "caveats": run.data.tags.get(CAVEATS_TAG, "")}
 
 
 def driver_alive(run: Any) -> bool:
@@ -104,18 +105,20 @@ def export_best(uri: str, name: str, out: Path, top: int = 1, pareto: bool = Fal
     chosen = front if pareto else rows[:top]
     targets = [out] if len(chosen) == 1 and not pareto and top == 1 else [
         out / f"{rank:02d}-{_slug(row['name'])}.yaml" for rank, row in enumerate(chosen, 1)]
+    caveats = parent.data.tags.get(CAVEATS_TAG, "")
     for row, target in zip(chosen, targets, strict=True):
         with tempfile.TemporaryDirectory() as tmp:
             config = yaml.safe_load(Path(mlflow.download_artifacts(row["run_id"], "config.yaml", tmp)).read_text())
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(_header(name, row, metrics[0]) + yaml.safe_dump(config, sort_keys=False))
+        target.write_text(_header(name, row, metrics[0], caveats) + yaml.safe_dump(config, sort_keys=False))
     return {"paths": targets, "best": rows[0], "tied": tied_count(rows), "front": len(front),
-            "metric": metrics[0], "objectives": len(metrics)}
+            "metric": metrics[0], "objectives": len(metrics), "caveats": caveats}
 
 
-def _header(search: str, row: dict[str, Any], metric: str) -> str:
+def _header(search: str, row: dict[str, Any], metric: str, caveats: str) -> str:
     interval = f" (95% interval {row['low']:.4f}-{row['high']:.4f})" if row["low"] is not None else ""
-    return (f"# exported from search {search}, trial {row['name']}\n"
+    warning = f"# NOT A RESULT: {caveats}\n" if caveats else ""  # first: a score here is never read as one
+    return (f"{warning}# exported from search {search}, trial {row['name']}\n"
             f"# best {metric} during the search: {row['score']}{interval}\n")
 
 

@@ -95,6 +95,8 @@ def test_export_then_lvseg_train_reproduces_the_trial_dice(search: dict, capsys)
     work, uri = search["work"], search["uri"]
     best = work / "best.yaml"
     assert lvsearch_main(["export", "e2e", "--out", str(best), "--tracking-uri", uri]) == 0
+    assert best.read_text().startswith("# NOT A RESULT: SYNTHETIC data")  # tiny random models on cartoons
+    assert "not a result: SYNTHETIC data" in capsys.readouterr().out
     config = yaml.safe_load(best.read_text())
     assert config["recipe"] == "dinov2_probe" and config["data"] == str(search["root"].resolve())
     out = work / "retrained"
@@ -113,7 +115,8 @@ def test_export_top_k_and_list(search: dict, capsys) -> None:
     assert len(files) == min(2, search["summary"]["counts"]["completed"]) and files[0].startswith("01-")
     assert lvsearch_main(["list", "--tracking-uri", uri]) == 0
     listed = capsys.readouterr().out
-    assert "e2e" in listed and f"{search['summary']['rows'][0]['score']:.4f}" in listed
+    assert "e2e" in listed and f"{search['summary']['rows'][0]['score']:.4f}*" in listed
+    assert "* not a result:\n  e2e: SYNTHETIC data" in listed
 
 
 def test_unknown_search_is_a_clear_error(search: dict, capsys) -> None:
