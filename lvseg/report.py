@@ -4,6 +4,7 @@ overlay of predicted against traced masks. Each output says when the model or da
 from __future__ import annotations
 
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,19 @@ import numpy as np
 from lvseg.metrics import dice_from_counts, overlap_counts, per_video_dice
 
 OVERLAY_VIDEOS = 6
-# OpenCV 5 sets up its font on the first putText of each thread (~30 ms on 2 cores), and Ray Tune
-# runs every search trial on a new thread: labels are drawn on this one long-lived thread instead.
-_TEXT_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lvseg-text")
+
+
+def _new_text_thread() -> None:
+    """OpenCV 5 sets up its font on the first putText of each thread (~30 ms on 2 cores), and Ray
+    Tune runs every search trial on a new thread: labels are drawn on one long-lived thread
+    instead. A forked child gets a new one: it inherits the executor but not its thread, and its
+    labels would wait for that thread forever."""
+    global _TEXT_THREAD
+    _TEXT_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lvseg-text")
+
+
+_new_text_thread()
+os.register_at_fork(after_in_child=_new_text_thread)
 
 
 def split_report(split: str, metrics: dict[str, float], predicted: np.ndarray, masks: np.ndarray,

@@ -119,6 +119,18 @@ def test_export_top_k_and_list(search: dict, capsys) -> None:
     assert "* not a result:\n  e2e: SYNTHETIC data" in listed
 
 
+def test_list_and_export_of_a_real_search_load_neither_torch_nor_ray(search: dict) -> None:
+    """With searches to rank and a config to download, not only on a missing store (test_cli)."""
+    out = search["work"] / "light.yaml"
+    probe = ("import sys; from search.cli import main; "
+             f"codes = [main(['list', '--tracking-uri', {search['uri']!r}]), "
+             f"main(['export', 'e2e', '--out', {str(out)!r}, '--tracking-uri', {search['uri']!r}])]; "
+             "print(codes, sorted(m for m in ('torch', 'ray', 'optuna') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.split("\n")[-2] == "[0, 0] []", done.stdout + done.stderr
+    assert out.is_file()
+
+
 def test_unknown_search_is_a_clear_error(search: dict, capsys) -> None:
     assert lvsearch_main(["export", "nope", "--out", "x.yaml", "--tracking-uri", search["uri"]]) == 2
     assert "no search named 'nope'" in capsys.readouterr().err
