@@ -21,7 +21,7 @@ from lvseg.config import parse_config
 from lvseg.framecache import FrameCache
 from lvseg.framestore import FrameStore, default_cache_dir, load_store
 from lvseg.recipes import get_recipe
-from search import studies, tracking
+from search import studies, tracking, warm
 from search.errors import NotStarted
 from search.space import SearchSpace
 from search.state import default_storage
@@ -179,8 +179,10 @@ def init_ray(address: str | None, temp_dir: str | None = None, verbose: bool = T
 
     os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"
     ray_constants.ENABLE_RAY_CLUSTER = False
+    warm.trials_use_idle_workers()
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, dashboard_host="127.0.0.1",
-             **({"logging_level": "WARNING", "configure_logging": True} | quiet), _temp_dir=temp_dir)
+             **({"logging_level": "WARNING", "configure_logging": True} | quiet), _temp_dir=temp_dir,
+             _system_config=warm.system_config(os.cpu_count() or 1, warm.memory_bytes()))
 
 
 def _probe_cluster(address: str) -> None:
