@@ -7,8 +7,9 @@ is what the orchestration costs. Searches of N and 2N trials separate the cost e
 (the headline) from the fixed cost of a search, measured directly: from the call to the first
 trial's start, and from the last trial's end to the call's return (MLflow's run times are the
 trials' own: the journal carries them). Ray's start-up is reported apart. The fixed cost is also
-measured as `lvsearch run` pays it: a fresh driver process that starts its own Ray, so its trial
-workers start with that Ray, not with the search.
+measured in a fresh driver process that starts its own Ray and then runs a search, so that its
+trial workers start with that Ray, not long before the search (`lvsearch run` starts Ray later
+still: after its tracking store, frame store and caches).
 
     python bench/search_overhead.py [--trials 24]
 """
@@ -90,9 +91,9 @@ def fresh_driver(tmp: Path) -> None:
 def fresh_line(tmp: Path) -> str:
     run = subprocess.run([sys.executable, __file__, "--fresh", str(tmp)], capture_output=True, text=True, check=True)
     cost = json.loads(run.stdout.strip().splitlines()[-1])
-    return (f"a fresh driver (as `lvsearch run`): Ray start-up {cost['ray']:.1f} s, then {cost['before']:.1f} s to "
-            f"the first trial's start, whose trial took {cost['extra']:.1f} s longer than the median one; "
-            f"{cost['after']:.1f} s after the last trial's end")
+    return (f"a fresh driver (starts Ray, then the search): Ray start-up {cost['ray']:.1f} s, then "
+            f"{cost['before']:.1f} s to the first trial's start, whose trial took {cost['extra']:.1f} s longer "
+            f"than the median one; {cost['after']:.1f} s after the last trial's end")
 
 
 def main() -> None:
