@@ -17,10 +17,10 @@ DRIVER = """
 import json, os, sys
 from ray import tune
 from search.prepare import init_ray
+from search.warm import PRELOADED
 
 def trial(config):
-    tune.report({"pid": os.getpid(),
-                 "preloaded": [name in sys.modules for name in ("search.trainable", "torch._dynamo")]})
+    tune.report({"pid": os.getpid(), "preloaded": [name in sys.modules for name in PRELOADED]})
 
 init_ray(None, temp_dir=sys.argv[1], verbose=False)
 alive = [int(pid) for pid in os.listdir("/proc") if pid.isdigit()]  # Ray's idle workers among them
@@ -35,7 +35,7 @@ def test_a_search_s_first_trial_runs_in_a_worker_that_was_warm_before_the_search
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
     seen = json.loads(run.stdout.strip().splitlines()[-1])
     assert seen["pid"] in seen["alive"], "the trial's worker was started for the trial: a cold start"
-    assert seen["preloaded"] == [True, True]
+    assert seen["preloaded"] == [True] * len(warm.PRELOADED)
 
 
 def test_workers_preload_only_where_one_warm_worker_per_cpu_fits_in_a_quarter_of_memory() -> None:
