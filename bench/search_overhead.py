@@ -89,7 +89,9 @@ def fresh_driver(tmp: Path) -> None:
 
 
 def fresh_line(tmp: Path) -> str:
-    run = subprocess.run([sys.executable, __file__, "--fresh", str(tmp)], capture_output=True, text=True, check=True)
+    run = subprocess.run([sys.executable, __file__, "--fresh", str(tmp)], capture_output=True, text=True)
+    if run.returncode != 0:
+        raise RuntimeError(f"the fresh driver exited {run.returncode}:\n{run.stderr[-3000:]}")
     cost = json.loads(run.stdout.strip().splitlines()[-1])
     return (f"a fresh driver (starts Ray, then the search): Ray start-up {cost['ray']:.1f} s, then "
             f"{cost['before']:.1f} s to the first trial's start, whose trial took {cost['extra']:.1f} s longer "

@@ -1,8 +1,8 @@
 """Trial workers that are warm before the first trial: a local search's fixed cost.
 
 A trial's worker imports torch, Ray Tune and the recipes, and torch.optim imports torch._dynamo
-on a process's first optimizer: ~7.5 s of one core on this project's 2-core VMs. A local Ray starts one idle worker per
-CPU when the driver connects, but Tune's first trial could not use them, and its new worker began
+on a process's first optimizer: ~7.5 s of one core. A local Ray starts one idle worker per CPU
+when the driver connects, but Tune's first trial could not use them, and its new worker began
 those imports only once the search had started:
 - Tune gives every trainable actor ``runtime_env={"env_vars": {"PL_DISABLE_FORK": "1"}}`` (for
   PyTorch Lightning, ray#28197), and Ray runs an actor with its own runtime env only in a worker
