@@ -171,7 +171,7 @@ def probe_epoch(scale: Scale, device: torch.device) -> float | None:
         for start in range(0, scale.frames, 64):
             index = order[start:start + 64]
             with autocast(device):
-                logits = head(cast(batch(index)))
+                logits = head(cast(batch, index))
             loss = loss_of(logits.float(), target[: len(index)])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

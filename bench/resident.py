@@ -56,11 +56,15 @@ def epoch_seconds(batch, frames: int, streamed: bool) -> float:
     loss_of = build_loss("bce", reduction="mean", gamma=2.0)
     target = torch.zeros(BATCH, 112, 112)
     indices = [np.arange(start, min(start + BATCH, frames)) for start in range(0, frames, BATCH)]
-    cast = Float32Slots()  # as lvseg.recipes.probe.feature_inputs does
+    cast = Float32Slots()
+
+    def inputs(index: np.ndarray) -> torch.Tensor:  # as lvseg.recipes.probe.feature_inputs does
+        return cast(batch, index)
+
     started = time.perf_counter()
-    loaded = prefetched(batch, indices) if streamed else ((index, batch(index)) for index in indices)
+    loaded = prefetched(inputs, indices) if streamed else ((index, inputs(index)) for index in indices)
     for index, x in loaded:
-        loss = loss_of(head(cast(x)), target[: len(index)])
+        loss = loss_of(head(x), target[: len(index)])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

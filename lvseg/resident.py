@@ -84,9 +84,20 @@ class Resident:
 
     def __call__(self, index: np.ndarray) -> torch.Tensor:
         at = on_device(index, self.values.device)
-        if self.values.is_contiguous():
+        if self.values.is_contiguous() or self.values.ndim != 4:
             return self.values.index_select(0, at)
-        return self.values[at]  # channels-last: indexing keeps the layout, index_select returns NCHW
+        # channels-last: index_select over the NHWC view keeps the layout. Indexing keeps it too,
+        # but took 30 ms for a batch of 64 base-sized frames against 3 ms, on 2 CPU cores.
+        return self.values.permute(0, 2, 3, 1).index_select(0, at).permute(0, 3, 1, 2)
+
+    def cast_into(self, index: np.ndarray, out: torch.Tensor) -> torch.Tensor:
+        """The batch written into ``out``, cast to its dtype, row by row: one pass over the rows,
+        where gathering them, then casting the batch, writes and reads a copy in between (a
+        batch of 64 base-sized frames into float32 on 2 CPU cores: 5.3 ms against 7.3 ms with
+        both into reused tensors, 11.6 ms with the gather into a new one)."""
+        for slot, row in enumerate(np.asarray(index).tolist()):
+            out[slot].copy_(self.values[row])
+        return out
 
 
 class Float32Slots:
@@ -102,15 +113,22 @@ class Float32Slots:
         self.slots: list[torch.Tensor | None] = [None] * SLOTS
         self.turn = 0
 
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+    def __call__(self, source: Streamed | Resident, index: np.ndarray) -> torch.Tensor:
+        """``source(index)`` as float32 channels-last."""
+        if isinstance(source, Resident) and source.values.device.type == "cpu":
+            return source.cast_into(index, self._slot(len(index), source.values.shape[1:]))
+        batch = source(index)
         if batch.device.type != "cpu":
             return batch.to(torch.float32, memory_format=torch.channels_last)
+        return self._slot(len(batch), batch.shape[1:]).copy_(batch)
+
+    def _slot(self, rows: int, shape: torch.Size) -> torch.Tensor:
         turn, self.turn = self.turn % SLOTS, self.turn + 1
         slot = self.slots[turn]
-        if slot is None or len(slot) < len(batch) or slot.shape[1:] != batch.shape[1:]:
-            slot = self.slots[turn] = torch.empty(batch.shape, dtype=torch.float32,
+        if slot is None or len(slot) < rows or slot.shape[1:] != shape:
+            slot = self.slots[turn] = torch.empty((rows, *shape), dtype=torch.float32,
                                                   memory_format=torch.channels_last)
-        return slot[: len(batch)].copy_(batch)  # a slice of the batch dimension stays channels-last
+        return slot[:rows]  # a slice of the batch dimension stays channels-last
 
 
 def prefetched(inputs: Callable[[np.ndarray], Any], batches: Iterable[np.ndarray],

@@ -63,7 +63,7 @@ def feature_inputs(features: np.ndarray, rows: np.ndarray, config: ProbeConfig):
     cast = Float32Slots()
 
     def inputs(index: np.ndarray) -> torch.Tensor:
-        return cast(batch(index))
+        return cast(batch, index)
 
     inputs.streamed = batch.streamed
     return inputs

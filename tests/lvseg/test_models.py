@@ -7,7 +7,7 @@ import torch
 import torchvision
 
 from lvseg.models.baseline import MODELS, build_model
-from lvseg.models.heads import HEADS, build_probe
+from lvseg.models.heads import HEADS, PatchLinear, build_probe, upsample_bilinear
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -52,3 +52,20 @@ def test_wrong_backbone_file_fails_loudly(tmp_path: Path) -> None:
 def test_every_head_upsamples_patch_logits_to_the_mask(head: str, out: int) -> None:
     probe = build_probe(head, channels=24, out=out, mask_size=(112, 112))
     assert probe(torch.randn(3, 24, 16, 16)).shape == (3, out, 112, 112)
+
+
+@pytest.mark.parametrize(("grid", "size"), [((16, 16), (112, 112)), ((32, 32), (112, 112)), ((7, 9), (40, 25))])
+def test_upsampling_by_matrix_products_is_torchs_bilinear_interpolation(grid: tuple[int, int],
+                                                                         size: tuple[int, int]) -> None:
+    logits = torch.randn(3, 2, *grid, dtype=torch.float64)
+    expected = torch.nn.functional.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+    assert torch.allclose(upsample_bilinear(logits, size), expected, rtol=0, atol=1e-12)
+
+
+def test_the_linear_head_is_a_1x1_convolution_and_loads_its_checkpoints() -> None:
+    convolution = torch.nn.Conv2d(24, 2, 1)
+    head = PatchLinear(24, 2)
+    head.load_state_dict(convolution.state_dict())
+    features = torch.randn(5, 24, 16, 16)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        assert torch.allclose(head(features.contiguous(memory_format=layout)), convolution(features), atol=1e-5)

@@ -112,20 +112,24 @@ def test_channels_last_rows_are_the_same_values_kept_apart_from_nchw_ones(tmp_pa
     assert len(KEPT.tensors) == 2
 
 
-def test_float32_slots_are_reused_and_each_batch_outlives_what_prefetch_makes_meanwhile() -> None:
+@pytest.mark.parametrize("kind", ["resident", "streamed"])
+def test_float32_slots_are_reused_and_each_batch_outlives_what_prefetch_makes_meanwhile(kind: str) -> None:
     import time
 
-    source = torch.arange(40 * 3 * 2 * 2, dtype=torch.float16).reshape(40, 3, 2, 2)
+    values = torch.arange(40 * 3 * 2 * 2, dtype=torch.float16).reshape(40, 3, 2, 2)
+    source = (Resident(values.contiguous(memory_format=torch.channels_last)) if kind == "resident"
+              else Streamed(values.numpy(), np.arange(40), CPU))
     cast = resident.Float32Slots()
 
     def inputs(index: np.ndarray) -> torch.Tensor:
-        return cast(source[torch.from_numpy(index)])
+        return cast(source, index)
 
     pointers = []
-    for index, x in prefetched(inputs, [np.arange(i, i + 4) for i in range(0, 40, 4)]):
+    order = np.random.default_rng(0).permutation(40)
+    for index, x in prefetched(inputs, [order[i:i + 4] for i in range(0, 40, 4)]):
         time.sleep(0.02)  # a slow consumer: the thread fills its queue meanwhile
         assert x.dtype == torch.float32 and x.is_contiguous(memory_format=torch.channels_last)
-        assert torch.equal(x, source[torch.from_numpy(index)].float()), f"batch {index[0] // 4} was overwritten"
+        assert torch.equal(x, values[torch.from_numpy(index)].float()), f"batch {index} was overwritten"
         pointers.append(x.data_ptr())
     assert len(set(pointers)) == resident.SLOTS  # ten batches, SLOTS tensors
-    assert cast(source[:3]).data_ptr() == pointers[len(pointers) % resident.SLOTS]  # a short batch: a slice
+    assert cast(source, np.arange(3)).data_ptr() == pointers[len(pointers) % resident.SLOTS]  # a short batch: a slice
