@@ -15,6 +15,7 @@ import numpy as np
 from lvseg.metrics import dice_from_counts, overlap_counts, per_video_dice
 
 OVERLAY_VIDEOS = 6
+FONT, FONT_SCALE, LINE = cv2.FONT_HERSHEY_SIMPLEX, 0.36, 15  # labels' font; a line of them is 15 px
 
 
 def _new_text_thread() -> None:
@@ -75,7 +76,10 @@ def overlay(images: np.ndarray, predicted: np.ndarray, masks: np.ndarray, videos
     blue (background points). Drawn with OpenCV: ~10 ms, cheap enough for every search trial."""
     count = min(OVERLAY_VIDEOS, len(images) // 2)
     size = images.shape[1] * scale
-    label, header = 16, 34
+    legend = "red: traced LV   green: predicted" + ("   yellow: LV points/box   blue: background points"
+                                                     if prompts is not None else "")
+    lines = [*wrapped(title, count * size - 6), *wrapped(legend, count * size - 6)]
+    label, header = 16, LINE * len(lines) + 4
     canvas = np.full((header + 2 * (size + label), count * size, 3), 255, np.uint8)
     for column in range(count):
         for row, phase in enumerate(("ES", "ED")):
@@ -91,11 +95,23 @@ def overlay(images: np.ndarray, predicted: np.ndarray, masks: np.ndarray, videos
             top = header + row * (size + label)
             _text(canvas, f"{phase} {str(videos[index])[:8]} Dice {score:.2f}", column * size + 3, top + 12)
             canvas[top + label: top + label + size, column * size:(column + 1) * size] = tile
-    _text(canvas, title[:110], 3, 13)
-    legend = "red: traced LV   green: predicted" + ("   yellow: LV points/box   blue: background points"
-                                                     if prompts is not None else "")
-    _text(canvas, legend, 3, 28)
+    for number, line in enumerate(lines):
+        _text(canvas, line, 3, LINE * number + 13)
     cv2.imwrite(str(path), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+
+
+def wrapped(text: str, width: int) -> list[str]:
+    """``text`` in lines of at most ``width`` pixels as :func:`_text` draws them, broken between
+    words (a word wider than that gets a line of its own): a title's caveats ("RANDOMLY
+    initialised backbone") must not be cut off a narrow picture."""
+    lines = [""]
+    for word in text.split(" "):  # runs of spaces kept (the legend spaces its items)
+        longer = f"{lines[-1]} {word}".lstrip()
+        if lines[-1] and _text_width(longer) > width:
+            lines.append(word)
+        else:
+            lines[-1] = longer
+    return lines
 
 
 def _draw_prompt(tile: np.ndarray, prompt, scale: int) -> None:
@@ -108,8 +124,11 @@ def _draw_prompt(tile: np.ndarray, prompt, scale: int) -> None:
 
 
 def _text(canvas: np.ndarray, text: str, x: int, y: int) -> None:
-    _TEXT_THREAD.submit(cv2.putText, canvas, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, 0.36, (0, 0, 0), 1,
-                        cv2.LINE_AA).result()
+    _TEXT_THREAD.submit(cv2.putText, canvas, text, (x, y), FONT, FONT_SCALE, (0, 0, 0), 1, cv2.LINE_AA).result()
+
+
+def _text_width(text: str) -> int:
+    return _TEXT_THREAD.submit(cv2.getTextSize, text, FONT, FONT_SCALE, 1).result()[0][0]
 
 
 def write_metrics(path: Path, metrics: dict[str, Any]) -> None:

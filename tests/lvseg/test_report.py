@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+from pathlib import Path
 
 import cv2
 import numpy as np
 
-from lvseg.report import _text
+from lvseg.report import FONT, FONT_SCALE, LINE, _text, overlay, wrapped
 
 
 def _canvas() -> np.ndarray:
@@ -35,3 +36,17 @@ def test_a_forked_child_draws_labels_too() -> None:
     alive = child.is_alive()
     child.kill()
     assert not alive and child.exitcode == 0
+
+
+def test_a_long_title_wraps_to_the_pictures_width_and_loses_no_word(tmp_path: Path) -> None:
+    title = "demo-dinov2_probe-20261130-052247 - SYNTHETIC data (lvseg synth): cartoons, not echocardiograms; " \
+            "RANDOMLY initialised backbone (tiny) (val)"
+    lines = wrapped(title, 224 - 6)
+    assert " ".join(lines) == title and len(lines) > 2
+    assert all(cv2.getTextSize(line, FONT, FONT_SCALE, 1)[0][0] <= 218 for line in lines)
+    images, masks = np.zeros((2, 112, 112, 3), np.uint8), np.zeros((2, 112, 112), bool)
+    for text, path in ((title, tmp_path / "long.png"), ("short", tmp_path / "short.png")):
+        overlay(images, masks, masks, np.array(["a", "a"]), path, text)
+    long, short = cv2.imread(str(tmp_path / "long.png")), cv2.imread(str(tmp_path / "short.png"))
+    assert long.shape[0] - short.shape[0] == LINE * (len(lines) - 1)  # room for every line
+    assert all((long[LINE * n:LINE * (n + 1)] < 128).any() for n in range(len(lines)))  # each one drawn
