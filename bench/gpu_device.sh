@@ -18,5 +18,5 @@ export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1
 log="${OUT:-.}/gpu.log"
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python3 -c "import sys, torch; print('python', sys.version.split()[0], 'torch', torch.__version__)"
-  nproc; } 2>&1 | tee "$log"
+  echo "cpus $(nproc)"; } 2>&1 | tee "$log"
 timeout 520 python3 bench/gpu.py 2>&1 | tee -a "$log"
