@@ -43,7 +43,7 @@ from lvseg.models import dinov2
 from lvseg.models.baseline import build_model
 from lvseg.models.heads import build_probe
 from lvseg.models.sam import build_sam
-from lvseg.resident import Float32Slots, rows_of
+from lvseg.recipes.probe import ProbeConfig, feature_inputs
 from lvseg.synth import write_synthetic
 
 SEARCH_NEEDS = ("ray", "mlflow", "optuna")
@@ -162,10 +162,9 @@ def baseline_training(scale: Scale, device: torch.device) -> float | None:
 
 def probe_epoch(scale: Scale, device: torch.device) -> float | None:
     """One epoch of a linear head over ``scale.frames`` resident fp16 feature maps (16x16 grid),
-    laid out and cast as the probe recipe does (lvseg.recipes.probe.feature_inputs)."""
-    features = np.zeros((scale.frames, scale.channels, 16, 16), np.float16)
-    batch = rows_of(features, np.arange(scale.frames), device, None, channels_last=True)
-    cast = Float32Slots()
+    made into batches by the probe recipe's own ``feature_inputs``."""
+    features = np.zeros((scale.frames // 2, 2, scale.channels, 16, 16), np.float16)  # (videos, phases, ...)
+    inputs = feature_inputs(features, np.arange(scale.frames), ProbeConfig(device=device.type))
     head = build_probe("linear", channels=scale.channels, out=1, mask_size=(112, 112)).to(device)
     head = head.to(memory_format=torch.channels_last) if device.type == "cuda" else head
     optimizer = torch.optim.AdamW(head.parameters(), lr=1e-3)
@@ -177,7 +176,7 @@ def probe_epoch(scale: Scale, device: torch.device) -> float | None:
         for start in range(0, scale.frames, 64):
             index = order[start:start + 64]
             with autocast(device):
-                logits = head(cast(batch, index))
+                logits = head(inputs(index))
             loss = loss_of(logits.float(), target[: len(index)])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -23,7 +23,8 @@ import torch
 
 from lvseg.losses import build_loss
 from lvseg.models.heads import build_probe
-from lvseg.resident import KEPT, Float32Slots, prefetched, rows_of
+from lvseg.recipes.probe import ProbeConfig, feature_inputs
+from lvseg.resident import KEPT, prefetched
 
 CHANNELS, GRID, BATCH = 768, 16, 64  # DINOv2-base at 224 px, one layer
 DEVICE = torch.device("cpu")
@@ -39,30 +40,26 @@ def memcpy_gb_s(nbytes: int = 1 << 29) -> float:
     return 3 * nbytes / (time.perf_counter() - started) / 1e9
 
 
-def features_file(folder: Path, frames: int) -> np.ndarray:
+def features_file(folder: Path, frames: int) -> None:
     path = folder / "values.npy"
     out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(frames, CHANNELS, GRID, GRID))
     rng = np.random.default_rng(0)
     for start in range(0, frames, 256):
         out[start:start + 256] = rng.standard_normal((min(256, frames - start), CHANNELS, GRID, GRID))
     out.flush()
-    return np.load(path, mmap_mode="r")
 
 
-def epoch_seconds(batch, frames: int, streamed: bool) -> float:
+def epoch_seconds(inputs, frames: int) -> float:
+    """One linear-head epoch over inputs made by the probe recipe's own ``feature_inputs``; a
+    streamed split's batches are read one ahead in a thread, as the Trainer reads them."""
     torch.manual_seed(0)
     head = build_probe("linear", channels=CHANNELS, out=1, mask_size=(112, 112))
     optimizer = torch.optim.AdamW(head.parameters(), lr=1e-3)
     loss_of = build_loss("bce", reduction="mean", gamma=2.0)
     target = torch.zeros(BATCH, 112, 112)
     indices = [np.arange(start, min(start + BATCH, frames)) for start in range(0, frames, BATCH)]
-    cast = Float32Slots()
-
-    def inputs(index: np.ndarray) -> torch.Tensor:  # as lvseg.recipes.probe.feature_inputs does
-        return cast(batch, index)
-
     started = time.perf_counter()
-    loaded = prefetched(inputs, indices) if streamed else ((index, inputs(index)) for index in indices)
+    loaded = prefetched(inputs, indices) if inputs.streamed else ((index, inputs(index)) for index in indices)
     for index, x in loaded:
         loss = loss_of(head(x), target[: len(index)])
         optimizer.zero_grad(set_to_none=True)
@@ -71,24 +68,30 @@ def epoch_seconds(batch, frames: int, streamed: bool) -> float:
     return time.perf_counter() - started
 
 
+def memmapped(folder: Path) -> np.ndarray:
+    """The cache as the probe recipe reads it: (videos, 2 phases, C, h, w), memmapped."""
+    return np.load(folder / "values.npy", mmap_mode="r").reshape(-1, 2, CHANNELS, GRID, GRID)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=2000)
+    parser.add_argument("--frames", type=int, default=2000, help="an even number: two per video")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    resident, streamed = ProbeConfig(device=DEVICE.type), ProbeConfig(device=DEVICE.type, resident_gb=0)
     with tempfile.TemporaryDirectory(prefix="lvseg-resident-") as folder:
-        features = features_file(Path(folder), args.frames)
+        features_file(Path(folder), args.frames)
         rows = np.arange(args.frames)
         KEPT.clear()
         started = time.perf_counter()
-        first = rows_of(features, rows, DEVICE, None, channels_last=True)
+        feature_inputs(memmapped(Path(folder)), rows, resident)
         first_s = time.perf_counter() - started
         started = time.perf_counter()
-        second = rows_of(np.load(Path(folder) / "values.npy", mmap_mode="r"), rows, DEVICE, None, channels_last=True)
+        second = feature_inputs(memmapped(Path(folder)), rows, resident)
         second_s = time.perf_counter() - started
-        assert second.values is first.values
-        resident_s = epoch_seconds(second, args.frames, streamed=False)
-        streamed_s = epoch_seconds(rows_of(features, rows, DEVICE, 0), args.frames, streamed=True)
+        assert len(KEPT.tensors) == 1 and not second.streamed  # the second was served what the first kept
+        resident_s = epoch_seconds(second, args.frames)
+        streamed_s = epoch_seconds(feature_inputs(memmapped(Path(folder)), rows, streamed), args.frames)
     bandwidth = memcpy_gb_s()
     read = args.frames * CHANNELS * GRID * GRID * 2
     floor = read / (bandwidth * 1e9)
