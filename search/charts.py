@@ -72,14 +72,32 @@ def slices(trials: list[dict], params: Sequence[Any], metric: str, path: Path, c
             labels = [str(v) for v in param.values]
             xs = [labels.index(str(x)) if str(x) in labels else -1 for x in xs]
             ax.set_xticks(range(len(labels)), labels, rotation=30, fontsize=6)
+            ax.set_xlim(-0.5, len(labels) - 0.5)  # every choice, a never-scored one too
         elif param.type in ("loguniform", "logint"):
             ax.set_xscale("log")
+            # under a decade wide, matplotlib labels each minor tick in full and they overlap
+            ax.tick_params(axis="x", which="both", labelsize=6, labelrotation=30)
         ax.scatter(xs, [t["score"] for t in have], s=10, c=[STATUS_COLOURS[t["status"].kind] for t in have])
         ax.set_xlabel(param.name, fontsize=8)
         ax.set_ylabel(metric, fontsize=8)
-    for ax in list(axes.flat)[len(params):]:
+    spare = list(axes.flat)[len(params):]
+    for ax in spare:
         ax.set_visible(False)
+    _status_legend(spare[0] if spare else axes.flat[0], {t["status"].kind for t in scored}, spare=bool(spare))
     return _save(plt, fig, path, f"{metric} against each parameter", caveats)
+
+
+def _status_legend(ax: Any, kinds: set[str], spare: bool) -> None:
+    """What each dot's colour says (how its trial ended): in a spare panel where the grid has one,
+    else in the corner of ``ax``."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], marker="o", linestyle="", color=STATUS_COLOURS.get(kind, "#000000"), label=kind)
+               for kind in sorted(kinds)]
+    if spare:
+        ax.set_visible(True)
+        ax.axis("off")
+    ax.legend(handles=handles, fontsize=7, title="trial ended", title_fontsize=7, loc="center" if spare else "best")
 
 
 def parallel(trials: list[dict], params: Sequence[Any], metric: str, mode: str, path: Path, caveats: str,

@@ -69,9 +69,19 @@ def _typed(param: Param, value: str | None) -> Any:
 
 def _trial(row: dict[str, Any], params: tuple[Param, ...], started: int) -> dict[str, Any]:
     match = NUMBER.search(row["name"])
-    return {**row, "number": int(match.group(1)) if match else 0,
-            "params": {p.name: _typed(p, row["params"].get(p.name)) for p in params},
+    return {**row, "number": int(match.group(1)) if match else 0, "params": _searched(row["params"], params),
             "ended": ((row["end"] or row["start"] or started) - started) / 60_000}
+
+
+def _searched(logged: dict[str, str | None], params: tuple[Param, ...]) -> dict[str, Any]:
+    """The values the search drew for a trial: a trial logs its whole config, so a conditional
+    param whose condition did not hold (momentum under adam) shows the recipe's default there,
+    which no picture may take for a drawn value; it is None here. ``params`` come ordered so that
+    each follows those its condition names."""
+    drawn: dict[str, Any] = {}
+    for param in params:
+        drawn[param.name] = _typed(param, logged.get(param.name)) if param.active(drawn) else None
+    return drawn
 
 
 def _per_video(mlflow: Any, rows: list[dict[str, Any]], out: Path) -> dict[str, pd.DataFrame]:

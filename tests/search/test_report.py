@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from search.report import IMPORTANCE_TRIALS, _importance, _omitted
+from search.report import IMPORTANCE_TRIALS, _importance, _omitted, _searched
 from search.space import parse_space
 
 SPACE = parse_space({"recipe": "baseline", "params": {"lr": {"type": "loguniform", "low": 1e-4, "high": 1e-1},
@@ -35,3 +35,22 @@ def test_too_few_trials_give_no_importance_and_the_report_says_why() -> None:
     assert _omitted(SPACE, few) == (f"Which parameters mattered: not estimated, PED-ANOVA needs at least "
                                     f"{IMPORTANCE_TRIALS} trials with a score and this search has "
                                     f"{IMPORTANCE_TRIALS - 1}.")
+
+
+CONDITIONAL = parse_space({"recipe": "baseline", "params": {
+    "momentum": {"type": "uniform", "low": 0.5, "high": 0.99, "when": {"optimizer": "sgd"}},
+    "optimizer": {"type": "choice", "values": ["sgd", "adam"]},
+    "step_gamma": {"type": "uniform", "low": 0.1, "high": 0.5, "when": {"schedule": "step"}},
+    "schedule": {"type": "choice", "values": ["step", "cosine"], "when": {"optimizer": "sgd"}}}},
+    "space.yaml", "")
+
+
+def test_a_conditional_param_whose_condition_failed_is_no_drawn_value() -> None:
+    """A trial logs its whole config: under adam its momentum is the recipe's default, and so is
+    anything conditioned on a param that was itself not drawn."""
+    adam = _searched({"optimizer": "adam", "momentum": "0.9", "schedule": "step", "step_gamma": "0.1"},
+                     CONDITIONAL.params)
+    assert adam == {"optimizer": "adam", "momentum": None, "schedule": None, "step_gamma": None}
+    sgd = _searched({"optimizer": "sgd", "momentum": "0.95", "schedule": "step", "step_gamma": "0.3"},
+                    CONDITIONAL.params)
+    assert sgd == {"optimizer": "sgd", "momentum": 0.95, "schedule": "step", "step_gamma": 0.3}
