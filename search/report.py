@@ -149,7 +149,12 @@ def _importance(space: SearchSpace, trials: list[dict]) -> tuple[dict[str, float
             return IntDistribution(int(p.low), int(p.high), log=p.type == "logint")
         return FloatDistribution(p.low, p.high, log=p.type == "loguniform")
 
-    study = optuna.create_study(direction="maximize" if space.mode[0] == "max" else "minimize")
+    quiet = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created in memory": not for the console
+    try:
+        study = optuna.create_study(direction="maximize" if space.mode[0] == "max" else "minimize")
+    finally:
+        optuna.logging.set_verbosity(quiet)
     for t in trials:
         present = {p.name: p for p in space.params if t["params"].get(p.name) is not None}
         if t["score"] is not None and present:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import random
+
+import optuna
 
 from search.report import IMPORTANCE_TRIALS, _importance, _omitted, _searched
 from search.space import parse_space
@@ -54,3 +57,21 @@ def test_a_conditional_param_whose_condition_failed_is_no_drawn_value() -> None:
     sgd = _searched({"optimizer": "sgd", "momentum": "0.95", "schedule": "step", "step_gamma": "0.3"},
                     CONDITIONAL.params)
     assert sgd == {"optimizer": "sgd", "momentum": 0.95, "schedule": "step", "step_gamma": 0.3}
+
+
+def test_estimating_importance_says_nothing_on_the_console() -> None:
+    """`lvsearch report` printed Optuna's "A new study created in memory" for its PED-ANOVA study:
+    what reaches Optuna's handlers at its default verbosity (INFO), which a console would show."""
+    said: list[logging.LogRecord] = []
+    listener = logging.Handler()
+    listener.emit = said.append
+    optuna_logger = logging.getLogger("optuna")
+    optuna_logger.addHandler(listener)
+    optuna.logging.set_verbosity(optuna.logging.INFO)
+    try:
+        weights, _ = _importance(SPACE, _trials(40))
+    finally:
+        optuna_logger.removeHandler(listener)
+    assert weights
+    assert [record.getMessage() for record in said] == []
+    assert optuna.logging.get_verbosity() == optuna.logging.INFO  # put back as it was
