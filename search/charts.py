@@ -109,11 +109,16 @@ def parallel(trials: list[dict], params: Sequence[Any], metric: str, mode: str, 
     best = sorted((t for t in trials if t["score"] is not None), key=lambda t: t["score"], reverse=mode == "max")[:top]
     columns = [_scaled(best, p) for p in params] + [_scaled_scores(best)]
     colours = pyplot().cm.viridis(np.linspace(0, 1, max(1, len(best))))[::-1]
+    gaps = False
     for i, _ in enumerate(best):
-        ax.plot(range(len(columns)), [c[i] for c in columns], color=colours[i], alpha=0.8)
+        # a param a trial did not draw (momentum under adam) is left out of its line, not a break in it
+        drawn = [(x, c[i]) for x, c in enumerate(columns) if not math.isnan(c[i])]
+        gaps = gaps or len(drawn) < len(columns)
+        ax.plot(*zip(*drawn, strict=True), color=colours[i], alpha=0.8, marker="o", markersize=3)
     ax.set_xticks(range(len(columns)), [p.name for p in params] + [metric], rotation=20, fontsize=7)
     ax.set_yticks([0, 1], ["low", "high"])
-    return _save(plt, fig, path, f"the {len(best)} best trials (brighter: better)", caveats)
+    title = f"the {len(best)} best trials (brighter: better)"
+    return _save(plt, fig, path, title + ("; no dot on an axis: not drawn for that trial" if gaps else ""), caveats)
 
 
 def _scaled(trials: list[dict], param: Any) -> list[float]:

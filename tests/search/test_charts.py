@@ -11,17 +11,21 @@ from search import charts
 from search.space import parse_space
 
 
-def _legends(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """The legend texts of every figure the charts save from now on."""
-    seen: list[list[str]] = []
+def _saved(monkeypatch: pytest.MonkeyPatch) -> list:
+    """Every figure the charts save from now on (closed, but whole)."""
+    seen: list = []
     save = charts._save
 
     def looking(plt, fig, path, title, caveats):
-        seen.append([text.get_text() for ax in fig.axes if ax.get_legend() for text in ax.get_legend().get_texts()])
+        seen.append(fig)
         return save(plt, fig, path, title, caveats)
 
     monkeypatch.setattr(charts, "_save", looking)
     return seen
+
+
+def _legend_texts(fig) -> list[str]:
+    return [text.get_text() for ax in fig.axes if ax.get_legend() for text in ax.get_legend().get_texts()]
 
 
 @pytest.mark.parametrize("names", [["lr", "batch_size"], ["lr", "batch_size", "optimizer", "loss"]])
@@ -36,7 +40,23 @@ def test_slices_say_which_colour_is_which_ending(names: list[str], monkeypatch: 
     space = parse_space({"recipe": "baseline", "params": {n: every[n] for n in names}}, "space.yaml", "")
     trials = [{"params": {"lr": 1e-3 * (i + 1), "batch_size": 2 + 2 * (i % 2), "optimizer": "sgd", "loss": "bce"},
                "score": 0.1 * i, "status": COMPLETED if i % 3 else pruned(1)} for i in range(6)]
-    legends = _legends(monkeypatch)
+    saved = _saved(monkeypatch)
     path = charts.slices(trials, space.params, "val_dice", tmp_path / "slices.png", "")
     assert path.stat().st_size > 0
-    assert legends == [["completed", "pruned"]]
+    assert [_legend_texts(fig) for fig in saved] == [["completed", "pruned"]]
+
+
+def test_parallel_lines_leave_out_what_a_trial_did_not_draw(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Momentum exists only under sgd: an adam trial's line skips that axis (it used to break there
+    and vanish between its neighbours), and the title says what a missing dot means."""
+    space = parse_space({"recipe": "baseline", "params": {
+        "optimizer": {"type": "choice", "values": ["sgd", "adam"]},
+        "momentum": {"type": "uniform", "low": 0.5, "high": 0.99, "when": {"optimizer": "sgd"}},
+        "lr": {"type": "loguniform", "low": 1e-4, "high": 1e-1}}}, "space.yaml", "")
+    trials = [{"params": {"optimizer": "sgd", "momentum": 0.9, "lr": 1e-3}, "score": 0.5},
+              {"params": {"optimizer": "adam", "momentum": None, "lr": 1e-2}, "score": 0.7}]
+    saved = _saved(monkeypatch)
+    charts.parallel(trials, space.params, "val_dice", "max", tmp_path / "parallel.png", "")
+    lines = {tuple(line.get_xdata()) for line in saved[0].axes[0].get_lines()}
+    assert lines == {(0, 1, 2, 3), (0, 2, 3)}  # optimizer, momentum, lr, val_dice
+    assert "no dot on an axis: not drawn for that trial" in saved[0]._suptitle.get_text()
