@@ -9,9 +9,11 @@
 Each prints images (or frames) per second and, where the FLOPs are counted (torch's
 FlopCounterMode on one batch), the model-FLOP utilisation against the card's bf16 peak.
 
-The search needs lvseg-search's whole environment (Ray, MLflow, Optuna); where those are not
-installed (the lent GPU machine has PyTorch, not them, and Ray's wheel alone is too big to carry
-there), stages 1-4 run and the search is skipped, saying so.
+A stage that fails says so in one line (traceback on stderr) and the others still run; the last
+line names the failed stages and the exit code is 1. The search needs lvseg-search's whole
+environment (Ray, MLflow, Optuna); where those are not installed (the lent GPU machine has
+PyTorch, not them, and Ray's wheel alone is too big to carry there), stages 1-4 run and the
+search is skipped, saying so.
 
 ``--smoke`` runs the same stages scaled down (tiny models, a few batches, a 2-trial search) on CPU:
 the test suite runs it, so the script is known to work before a GPU is ever lent. Its figures are
@@ -29,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,13 +209,26 @@ def probe_search(scale: Scale, device: torch.device, work: Path) -> float:
                            "--cache-dir", str(work / "cache")], capture_output=True, text=True, timeout=900)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
-        raise SystemExit(f"the probe search failed (exit {done.returncode}):\n"
-                         f"{done.stdout[-2000:]}{done.stderr[-2000:]}")
+        raise RuntimeError(f"lvsearch run exited {done.returncode}\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
     print(f"{f'{scale.trials}-trial probe search, gpu {gpu:g} per trial':<44} {seconds:>10.1f} s wall", flush=True)
     return seconds
 
 
-def main() -> None:
+def stage(name: str, run: Callable[[], object], failed: list[str]) -> object:
+    """One stage's figure, or None with its error in one line (traceback on stderr): a fault in one
+    stage (a package missing on the lent machine, another torch there) must not cost the others
+    their figures on a GPU loan that may come once."""
+    try:
+        return run()
+    except Exception as error:
+        failed.append(name)
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        print(f"{name}: FAILED, {type(error).__name__}: {first}", flush=True)
+        traceback.print_exc()
+        return None
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny models on CPU: checks the script, measures nothing")
     args = parser.parse_args()
@@ -221,19 +237,23 @@ def main() -> None:
         raise SystemExit("no CUDA device: run on a GPU machine, or --smoke to check the script on CPU")
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (smoke: not a benchmark)"
     print(f"bench/gpu.py on {where}; random weights and synthetic data: speeds, not accuracies", flush=True)
-    utilisation = [dinov2_extraction(scale, device), sam_encoder(scale, device), baseline_training(scale, device)]
-    probe_epoch(scale, device)
+    failed: list[str] = []
+    utilisation = [stage(name, lambda run=run: run(scale, device), failed) for name, run in
+                   (("dinov2", dinov2_extraction), ("sam", sam_encoder), ("baseline", baseline_training))]
+    stage("probe epoch", lambda: probe_epoch(scale, device), failed)
     absent = [name for name in SEARCH_NEEDS if importlib.util.find_spec(name) is None]
     if absent:
         print(f"{scale.trials}-trial probe search: SKIPPED, {', '.join(absent)} not installed here", flush=True)
         searched = "probe search skipped"
     else:
         with tempfile.TemporaryDirectory(prefix="lvseg-gpu-bench-") as work:
-            searched = f"{scale.trials}-trial probe search {probe_search(scale, device, Path(work)):.0f} s"
-    known = [u for u in utilisation if u is not None]
+            seconds = stage("probe search", lambda: probe_search(scale, device, Path(work)), failed)
+        searched = f"{scale.trials}-trial probe search " + (f"{seconds:.0f} s" if seconds is not None else "failed")
+    known = [u for u in utilisation if isinstance(u, float)]
     best = f"best MFU {max(known):.1%}" if known else "MFU n/a"
-    print(f"gpu: {searched}, {best} ({where})")
+    print(f"gpu: {searched}, {best} ({where})" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
