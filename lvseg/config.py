@@ -157,17 +157,25 @@ def _preset(recipe: Any, name: object, source: str) -> dict[str, Any]:
     return dict(recipe.presets[name])
 
 
-def _coerce(source: str, key: str, value: Any, hint: Any) -> Any:
-    """Check a value against its field's type. Ints pass as floats; a float written the YAML 1.1
-    way without a dot ("1e-5" is a string to safe_load) is accepted as the number it means."""
-    allowed = typing.get_args(hint) or (hint,)
-    if value is None and type(None) in allowed:
-        return None
-    if float in allowed and isinstance(value, str):
+def yaml_number(value: Any) -> Any:
+    """A number written the YAML 1.1 way without a dot ("1e-5" is a string to safe_load) as the
+    float it means; anything else as it is."""
+    if isinstance(value, str):
         try:
             return float(value)
         except ValueError:
-            pass
+            return value
+    return value
+
+
+def _coerce(source: str, key: str, value: Any, hint: Any) -> Any:
+    """Check a value against its field's type. Ints pass as floats, and so do floats written the
+    YAML 1.1 way (:func:`yaml_number`)."""
+    allowed = typing.get_args(hint) or (hint,)
+    if value is None and type(None) in allowed:
+        return None
+    if float in allowed:
+        value = yaml_number(value)
     if float in allowed and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if any(isinstance(value, t) and not (t is int and isinstance(value, bool)) for t in allowed if t is not type(None)):

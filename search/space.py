@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from lvseg.config import ConfigError, config_keys, parse_config
+from lvseg.config import ConfigError, config_keys, parse_config, yaml_number
 from lvseg.recipes import RECIPES, get_recipe
 from search.samplers import SAMPLERS, SCHEDULERS
 
@@ -210,10 +210,7 @@ def _param(source: str, name: str, spec: Any) -> Param:
         if not isinstance(values, list) or not values:
             raise SpaceError(f"{where}.values: a choice needs a non-empty list of values")
         return Param(name, kind, values=tuple(values), when=when)
-    low, high = spec.get("low"), spec.get("high")
-    for key, value in (("low", low), ("high", high)):
-        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
-            raise SpaceError(f"{where}.{key}: expected a finite number, got {value!r}")
+    low, high = (_bound(where, key, spec.get(key)) for key in ("low", "high"))
     if not low < high:
         raise SpaceError(f"{where}: low ({low}) must be below high ({high})")
     if kind in ("loguniform", "logint") and low <= 0:
@@ -221,6 +218,15 @@ def _param(source: str, name: str, spec: Any) -> Param:
     if kind in ("int", "logint") and not (float(low).is_integer() and float(high).is_integer()):
         raise SpaceError(f"{where}: int bounds must be whole numbers, got {low}..{high}")
     return Param(name, kind, float(low), float(high), when=when)
+
+
+def _bound(where: str, key: str, value: Any) -> float | int:
+    """A param's ``low`` or ``high``; "1e-4" (a string to safe_load) is the number it means, as in
+    recipe configs."""
+    value = yaml_number(value)
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        raise SpaceError(f"{where}.{key}: expected a finite number, got {value!r}")
+    return value
 
 
 def _order_by_conditions(source: str, params: tuple[Param, ...]) -> tuple[Param, ...]:

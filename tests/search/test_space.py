@@ -45,6 +45,9 @@ def _space(**changes) -> dict:
     ({"fixed": {"head": "mlp"}}, "s.yaml: fixed: head: 'mlp' is not one of linear, bn_linear, conv"),
     ({"params": {"lr": {"type": "loguniform", "low": 0, "high": 1}}}, "params.lr.low: a log scale needs low > 0"),
     ({"params": {"lr": {"type": "uniform", "low": 1, "high": 0.1}}}, r"params.lr: low \(1\) must be below high"),
+    ({"params": {"lr": {"type": "uniform", "low": "small", "high": 0.1}}},
+     "params.lr.low: expected a finite number, got 'small'"),
+    ({"params": {"lr": {"type": "uniform", "low": 0.1}}}, "params.lr.high: expected a finite number, got None"),
     ({"params": {"lr": {"type": "normal", "low": 0, "high": 1}}}, "params.lr.type: 'normal' is not one of"),
     ({"params": {"loss": {"type": "choice", "values": ["bce", "mse"]}}}, "params.loss: value 'mse': loss: 'mse'"),
     ({"params": {"lr": {"type": "uniform", "low": 0.1, "high": 1, "step": 2}}}, r"params.lr: unknown key\(s\) step"),
@@ -99,6 +102,15 @@ def test_max_epochs_comes_from_fixed_params_or_the_recipe_default() -> None:
     assert parse_space(_space(fixed={"backbone": "tiny"}), "s").max_epochs == 10
     epochs = {"epochs": {"type": "int", "low": 2, "high": 6}}
     assert parse_space(_space(fixed={"backbone": "tiny"}, params=epochs), "s").max_epochs == 6
+
+
+def test_bounds_written_the_yaml_1_1_way_are_the_numbers_they_mean(tmp_path: Path) -> None:
+    """safe_load reads 1e-4 (no dot) as a string; the space took it for a non-number and said
+    "expected a finite number, got '1e-4'" to someone who had written one."""
+    (tmp_path / "s.yaml").write_text("recipe: dinov2_probe\nfixed: {backbone: tiny}\n"
+                                     "params:\n  lr: {type: loguniform, low: 1e-4, high: 1e-1}\n")
+    (lr,) = load_space(tmp_path / "s.yaml").params
+    assert (lr.low, lr.high) == (1e-4, 0.1)
 
 
 def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
