@@ -50,10 +50,13 @@ KEPT = Kept()
 
 def default_budget(device: torch.device) -> int:
     """Bytes this process may keep on ``device`` when the config does not say: a share of what is
-    free there, counting what it keeps already as free (it is ours to give back)."""
+    free there, counting what it keeps already as free (it is ours to give back), and on a GPU
+    what PyTorch's allocator holds unused (rows evicted for a previous trial stay reserved there,
+    where the driver's free count does not see them)."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-        return int((free + KEPT.nbytes(device)) * GPU_SHARE)
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return int((free + cached + KEPT.nbytes(device)) * GPU_SHARE)
     available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     return int((available + KEPT.nbytes(device)) * CPU_SHARE)
 

@@ -65,6 +65,16 @@ def test_the_default_budget_is_a_share_of_what_is_free() -> None:
     assert 0.9 * available * resident.CPU_SHARE < resident.default_budget(CPU) <= 1.1 * available * resident.CPU_SHARE
 
 
+def test_on_a_gpu_the_budget_counts_what_the_allocator_holds_unused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No GPU here: the CUDA memory queries answer as a card would after a trial's kept rows were
+    evicted (their bytes stay reserved by PyTorch's allocator, out of the driver's free count)."""
+    gb = 10**9
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (40 * gb, 141 * gb))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device: 30 * gb)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device: 12 * gb)
+    assert resident.default_budget(torch.device("cuda", 0)) == int((40 + 18) * gb * resident.GPU_SHARE)
+
+
 @pytest.mark.parametrize("name", ["dinov2_probe", "baseline", "sam_decoder"])
 def test_resident_and_streamed_inputs_train_identically(name: str, fast_configs, small_store, tmp_path: Path) -> None:
     recipe = get_recipe(name)
