@@ -174,8 +174,13 @@ def prefetched(inputs: Callable[[np.ndarray], Any], batches: Iterable[np.ndarray
 
 
 def on_device(index: np.ndarray, device: torch.device) -> torch.Tensor:
-    """Sample indices as a tensor on ``device``, copied without waiting for the device."""
-    return torch.from_numpy(np.ascontiguousarray(index)).to(device, non_blocking=True)
+    """Sample indices as a tensor on ``device``, copied without waiting for the device: to a GPU
+    from pinned memory (PyTorch's pinned-block cache, which keeps a block until its copy is
+    done), since CUDA may wait for the stream to stage a copy from pageable memory."""
+    indices = torch.from_numpy(np.ascontiguousarray(index))
+    if device.type == "cuda":
+        indices = indices.pin_memory()
+    return indices.to(device, non_blocking=True)
 
 
 def rows_of(array: np.ndarray, rows: np.ndarray, device: torch.device, budget_gb: float | None,
