@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import optuna
 
@@ -75,3 +78,22 @@ def test_estimating_importance_says_nothing_on_the_console() -> None:
     assert weights
     assert [record.getMessage() for record in said] == []
     assert optuna.logging.get_verbosity() == optuna.logging.INFO  # put back as it was
+
+
+ESTIMATE_IN_A_FRESH_PROCESS = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from test_report import SPACE, _trials
+from search.report import _importance
+weights, method = _importance(SPACE, _trials(40))
+print(method, sorted(weights), "sklearn" in sys.modules)
+import sklearn.ensemble  # still importable for anything else
+"""
+
+
+def test_importance_is_estimated_without_importing_scikit_learn() -> None:
+    """optuna.importance imports scikit-learn (2.2 s, at the end of every search) for fANOVA alone."""
+    done = subprocess.run([sys.executable, "-c", ESTIMATE_IN_A_FRESH_PROCESS, str(Path(__file__).parent)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split("\n")[0] == "PED-ANOVA ['batch_size', 'lr'] False"
