@@ -83,7 +83,8 @@ def slices(trials: list[dict], params: Sequence[Any], metric: str, path: Path, c
     spare = list(axes.flat)[len(params):]
     for ax in spare:
         ax.set_visible(False)
-    _status_legend(spare[0] if spare else axes.flat[0], {t["status"].kind for t in scored}, spare=bool(spare))
+    if scored:
+        _status_legend(spare[0] if spare else axes.flat[0], {t["status"].kind for t in scored}, spare=bool(spare))
     return _save(plt, fig, path, f"{metric} against each parameter", caveats)
 
 
