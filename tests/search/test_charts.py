@@ -59,4 +59,4 @@ def test_parallel_lines_leave_out_what_a_trial_did_not_draw(monkeypatch: pytest.
     charts.parallel(trials, space.params, "val_dice", "max", tmp_path / "parallel.png", "")
     lines = {tuple(line.get_xdata()) for line in saved[0].axes[0].get_lines()}
     assert lines == {(0, 1, 2, 3), (0, 2, 3)}  # optimizer, momentum, lr, val_dice
-    assert "no dot on an axis: not drawn for that trial" in saved[0]._suptitle.get_text()
+    assert "no dot on an axis: not drawn for that trial" in saved[0].get_suptitle()

@@ -70,14 +70,17 @@ def test_estimating_importance_says_nothing_on_the_console() -> None:
     listener.emit = said.append
     optuna_logger = logging.getLogger("optuna")
     optuna_logger.addHandler(listener)
+    before = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.INFO)
     try:
         weights, _ = _importance(SPACE, _trials(40))
+        after = optuna.logging.get_verbosity()
     finally:
         optuna_logger.removeHandler(listener)
+        optuna.logging.set_verbosity(before)
     assert weights
     assert [record.getMessage() for record in said] == []
-    assert optuna.logging.get_verbosity() == optuna.logging.INFO  # put back as it was
+    assert after == optuna.logging.INFO  # the report put Optuna's verbosity back as it found it
 
 
 ESTIMATE_IN_A_FRESH_PROCESS = """
