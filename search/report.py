@@ -218,19 +218,33 @@ def _means(trials: list[dict], key: str, figure: str) -> dict[str, float]:
 
 
 def _paired(rows: list[dict[str, Any]], tables: dict[str, pd.DataFrame]) -> dict[str, str]:
-    """For the best trials: the pooled-Dice difference to the best, with its paired bootstrap
-    interval over the same videos (stronger than comparing two intervals)."""
-    best = rows[0] if rows and rows[0]["run_id"] in tables else None
-    if best is None:
+    """The table's last column for each of the best trials: its pooled-Dice difference to the best,
+    with a paired bootstrap interval over the same videos (stronger than comparing two intervals),
+    or why there is none: a blank cell looked like a missing result."""
+    if not rows:
         return {}
-    reference = counts_from_table(tables[best["run_id"]])
-    paired = {}
-    for row in rows[1:TOP_PAIRED]:
-        if row["run_id"] in tables and len(tables[row["run_id"]]) == len(tables[best["run_id"]]):
-            difference, low, high = paired_dice_difference(counts_from_table(tables[row["run_id"]]), reference,
-                                                           samples=2000)
-            paired[row["run_id"]] = f"{difference:+.4f} ({low:+.4f} to {high:+.4f})"
-    return paired
+    best = rows[0]
+    cells = {best["run_id"]: "(the best)"}
+    for rank, row in enumerate(rows[1:TOP_TABLE], 2):
+        cells[row["run_id"]] = (_difference(row, best, tables) if rank <= TOP_PAIRED
+                                else f"n/a: the {TOP_PAIRED} best only")
+    return cells
+
+
+def _difference(row: dict[str, Any], best: dict[str, Any], tables: dict[str, pd.DataFrame]) -> str:
+    if best["status"].kind != "completed":  # stopped early: not its final model
+        return "n/a: the best did not complete"
+    if row["status"].kind != "completed":
+        return f"n/a: {row['status'].kind}"
+    for trial, who in ((best, "the best"), (row, "this trial")):
+        if trial["run_id"] not in tables:
+            return f"n/a: {who} has no per-video table"
+    ours, reference = tables[row["run_id"]], tables[best["run_id"]]
+    if len(ours) != len(reference):
+        return "n/a: not the same validation videos"
+    difference, low, high = paired_dice_difference(counts_from_table(ours), counts_from_table(reference),
+                                                   samples=2000)
+    return f"{difference:+.4f} ({low:+.4f} to {high:+.4f})"
 
 
 def _html(name: str, parent: Any, space: SearchSpace, rows: list[dict[str, Any]], tables: dict[str, pd.DataFrame],
@@ -282,7 +296,7 @@ table {{ border-collapse: collapse; font-size: 0.9em; }} td, th {{ border: 1px s
 <p>Recipe <b>{recipe}</b>; status <b>{status}</b>; trials: {counts}.</p>
 <p>"tied": the trial's 95% interval (over validation videos) overlaps the best's, so these videos cannot
 tell the two apart. The paired difference resamples the same videos for both: an interval that holds
-0 says the same, more sharply.</p>
+0 says the same, more sharply; it compares completed trials only (a pruned trial's model stopped early).</p>
 <h2>The best trials</h2>
 {table}
 {sections}

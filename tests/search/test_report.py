@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import optuna
+import pandas as pd
 
-from search.report import IMPORTANCE_TRIALS, _importance, _omitted, _searched
+from lvseg.status import COMPLETED, pruned
+from search.report import IMPORTANCE_TRIALS, TOP_PAIRED, _importance, _omitted, _paired, _searched
 from search.space import parse_space
 
 SPACE = parse_space({"recipe": "baseline", "params": {"lr": {"type": "loguniform", "low": 1e-4, "high": 1e-1},
@@ -100,3 +103,29 @@ def test_importance_is_estimated_without_importing_scikit_learn() -> None:
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split("\n")[0] == "PED-ANOVA ['batch_size', 'lr'] False"
+
+
+def _per_video(overlap: float, videos: int = 40) -> pd.DataFrame:
+    """A per-video table whose every frame has 100 traced pixels and ``overlap`` of them found."""
+    found = np.random.default_rng(0).binomial(100, overlap, size=(videos, 2))
+    return pd.DataFrame({"video": [f"v{i}" for i in range(videos)],
+                         **{f"{k}_{phase}": (found[:, j] if k == "inter" else np.full(videos, 100))
+                            for j, phase in enumerate(("es", "ed")) for k in ("inter", "pred_area", "traced_area")}})
+
+
+def test_every_row_of_the_best_trials_says_its_paired_difference_or_why_there_is_none() -> None:
+    """A blank cell read as a missing result: each row gives the difference to the best with its
+    interval, or the reason it has none (pruned, no table, other videos, beyond the top ten)."""
+    rows = [{"run_id": f"r{i}", "status": COMPLETED} for i in range(TOP_PAIRED + 2)]
+    rows[2]["status"] = pruned(1)
+    tables = {"r0": _per_video(0.9), "r1": _per_video(0.6), "r3": _per_video(0.6, videos=30)}
+    cells = _paired(rows, tables)
+    assert cells["r0"] == "(the best)"
+    difference, interval = cells["r1"].split(" ", 1)
+    assert -0.5 < float(difference) < -0.2 and interval.startswith("(-") and " to -" in interval
+    assert cells["r2"] == "n/a: pruned"
+    assert cells["r3"] == "n/a: not the same validation videos"
+    assert cells["r4"] == "n/a: this trial has no per-video table"
+    assert cells[f"r{TOP_PAIRED}"] == f"n/a: the {TOP_PAIRED} best only"
+    rows[0]["status"] = pruned(2)  # a best trial stopped early is nobody's reference
+    assert _paired(rows, tables)["r1"] == "n/a: the best did not complete"
