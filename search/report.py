@@ -240,8 +240,9 @@ def _difference(row: dict[str, Any], best: dict[str, Any], tables: dict[str, pd.
         if trial["run_id"] not in tables:
             return f"n/a: {who} has no per-video table"
     ours, reference = tables[row["run_id"]], tables[best["run_id"]]
-    if len(ours) != len(reference):
+    if sorted(ours["video"]) != sorted(reference["video"]):
         return "n/a: not the same validation videos"
+    ours = ours.set_index("video").loc[reference["video"]].reset_index()  # paired: video by video
     difference, low, high = paired_dice_difference(counts_from_table(ours), counts_from_table(reference),
                                                    samples=2000)
     return f"{difference:+.4f} ({low:+.4f} to {high:+.4f})"

@@ -115,7 +115,8 @@ def _per_video(overlap: float, videos: int = 40) -> pd.DataFrame:
 
 def test_every_row_of_the_best_trials_says_its_paired_difference_or_why_there_is_none() -> None:
     """A blank cell read as a missing result: each row gives the difference to the best with its
-    interval, or the reason it has none (pruned, no table, other videos, beyond the top ten)."""
+    interval (video by video), or the reason it has none (pruned, no table, other videos, beyond the
+    top ten)."""
     rows = [{"run_id": f"r{i}", "status": COMPLETED} for i in range(TOP_PAIRED + 2)]
     rows[2]["status"] = pruned(1)
     tables = {"r0": _per_video(0.9), "r1": _per_video(0.6), "r3": _per_video(0.6, videos=30)}
@@ -125,6 +126,10 @@ def test_every_row_of_the_best_trials_says_its_paired_difference_or_why_there_is
     assert -0.5 < float(difference) < -0.2 and interval.startswith("(-") and " to -" in interval
     assert cells["r2"] == "n/a: pruned"
     assert cells["r3"] == "n/a: not the same validation videos"
+    tables["r3"] = _per_video(0.6).rename(index=lambda i: 39 - i).sort_index()  # the same videos, reordered
+    assert _paired(rows, tables)["r3"] == cells["r1"]
+    tables["r3"]["video"] = [f"w{i}" for i in range(40)]  # as many videos, other ones
+    assert _paired(rows, tables)["r3"] == "n/a: not the same validation videos"
     assert cells["r4"] == "n/a: this trial has no per-video table"
     assert cells[f"r{TOP_PAIRED}"] == f"n/a: the {TOP_PAIRED} best only"
     rows[0]["status"] = pruned(2)  # a best trial stopped early is nobody's reference
