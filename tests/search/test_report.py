@@ -126,11 +126,11 @@ def test_every_row_of_the_best_trials_says_its_paired_difference_or_why_there_is
     assert -0.5 < float(difference) < -0.2 and interval.startswith("(-") and " to -" in interval
     assert cells["r2"] == "n/a: pruned"
     assert cells["r3"] == "n/a: not the same validation videos"
+    assert cells["r4"] == "n/a: this trial has no per-video table"
+    assert cells[f"r{TOP_PAIRED}"] == f"n/a: the {TOP_PAIRED} best only"
     tables["r3"] = _per_video(0.6).rename(index=lambda i: 39 - i).sort_index()  # the same videos, reordered
     assert _paired(rows, tables)["r3"] == cells["r1"]
     tables["r3"]["video"] = [f"w{i}" for i in range(40)]  # as many videos, other ones
     assert _paired(rows, tables)["r3"] == "n/a: not the same validation videos"
-    assert cells["r4"] == "n/a: this trial has no per-video table"
-    assert cells[f"r{TOP_PAIRED}"] == f"n/a: the {TOP_PAIRED} best only"
     rows[0]["status"] = pruned(2)  # a best trial stopped early is nobody's reference
     assert _paired(rows, tables)["r1"] == "n/a: the best did not complete"
