@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/frames.py
 	$(BIN)/python bench/probe_cache.py
 	$(BIN)/python bench/search_overhead.py
+	$(BIN)/python bench/first_trial.py
 	$(BIN)/python bench/sam_cache.py
 
 clean:

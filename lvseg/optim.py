@@ -3,12 +3,21 @@
 Builders take keyword-only arguments and define no defaults: every default lives in the config
 (lvseg.config). Schedules step once per epoch, so that a run resumed from a checkpoint follows the
 same rate curve as one that never stopped.
+
+The optimisers are torch.optim's own classes and arithmetic, minus one import: torch wraps an
+optimizer's ``step``, ``zero_grad``, ``add_param_group`` and ``state_dict``/``load_state_dict`` in
+guards for torch.compile that import ``torch._dynamo`` (with sympy) on their first call: ~2.4 s of
+one core in every new trial worker, on the path to a search's first trial (BENCHMARKS.md, point 6
+of issue 9). Nothing here runs under torch.compile, so :func:`eager` calls the methods those guards
+wrap. Where a future torch no longer exposes them (``__wrapped__``), the guarded methods stay: the
+same results, only the import comes back, and tests/lvseg/test_optim.py says so.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 
@@ -17,18 +26,41 @@ from lvseg.registry import lookup
 Params = Iterable[torch.nn.Parameter]
 
 
+def _unguarded(method: Callable[..., Any]) -> Callable[..., Any]:
+    """The function torch's dynamo guard wraps (functools.wraps keeps it), else ``method``."""
+    return getattr(method, "__wrapped__", method)
+
+
+def eager(optimizer: type[torch.optim.Optimizer]) -> type[torch.optim.Optimizer]:
+    """A subclass of a torch.optim optimizer that never imports ``torch._dynamo``: the same
+    updates, state dicts and schedulers (it is still a ``torch.optim.Optimizer``)."""
+    step = _unguarded(optimizer.step)
+    base = torch.optim.Optimizer
+
+    @torch.no_grad()  # what torch's guard does around step, for non-differentiable optimizers
+    def unguarded_step(self: torch.optim.Optimizer, closure: Callable[[], float] | None = None) -> float | None:
+        return step(self, closure)
+
+    methods = {name: _unguarded(getattr(base, name))
+               for name in ("add_param_group", "zero_grad", "state_dict", "load_state_dict")}
+    return type(optimizer.__name__, (optimizer,), {**methods, "step": unguarded_step, "__module__": __name__})
+
+
+SGD, Adam, AdamW = eager(torch.optim.SGD), eager(torch.optim.Adam), eager(torch.optim.AdamW)
+
+
 def sgd(params: Params, *, lr: float, weight_decay: float, momentum: float, nesterov: bool) -> torch.optim.Optimizer:
-    return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+    return SGD(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
 
 
 def adam(params: Params, *, lr: float, weight_decay: float, momentum: float, nesterov: bool) -> torch.optim.Optimizer:
     """``momentum`` and ``nesterov`` are SGD's: ignored."""
-    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    return Adam(params, lr=lr, weight_decay=weight_decay)
 
 
 def adamw(params: Params, *, lr: float, weight_decay: float, momentum: float, nesterov: bool) -> torch.optim.Optimizer:
     """``momentum`` and ``nesterov`` are SGD's: ignored."""
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    return AdamW(params, lr=lr, weight_decay=weight_decay)
 
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {"sgd": sgd, "adam": adam, "adamw": adamw}

@@ -1,7 +1,7 @@
 """Trial workers that are warm before the first trial: a local search's fixed cost.
 
-A trial's worker imports torch, Ray Tune and the recipes, and torch.optim imports torch._dynamo
-on a process's first optimizer: ~7.5 s of one core. A local Ray starts one idle worker per CPU
+A trial's worker imports torch, Ray Tune and the recipes: ~5.4 s of one core (lvseg.optim keeps
+torch.optim's ~2.4 s import of torch._dynamo out of it). A local Ray starts one idle worker per CPU
 when the driver connects, but Tune's first trial could not use them, and its new worker began
 those imports only once the search had started:
 - Tune gives every trainable actor ``runtime_env={"env_vars": {"PL_DISABLE_FORK": "1"}}`` (for
@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import os
 
-# What a trial worker imports before its first epoch: the trainable (torch, torchvision, Ray
-# Tune, the recipes) and torch._dynamo, which torch.optim imports on a process's first optimizer.
-PRELOADED = ("search.trainable", "torch._dynamo")
+# What a trial worker imports before its first epoch: the trainable (torch, Ray Tune, the
+# recipes). Not torch._dynamo: the probe's trials never import it (lvseg.optim), and a worker
+# preloading it for the SAM recipes (torchvision.models imports it) would hold every search's
+# first trial back by ~2.4 s of one core, measured on 2 cores (BENCHMARKS.md).
+PRELOADED = ("search.trainable",)
 # An idle worker that imported them holds ~0.45 GB of its own (measured: USS); Ray keeps one per
 # CPU, and they may take at most this share of the machine's memory.
 WARM_WORKER_BYTES = 500 * 2**20
