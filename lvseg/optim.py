@@ -35,13 +35,12 @@ def eager(optimizer: type[torch.optim.Optimizer]) -> type[torch.optim.Optimizer]
     """A subclass of a torch.optim optimizer that never imports ``torch._dynamo``: the same
     updates, state dicts and schedulers (it is still a ``torch.optim.Optimizer``)."""
     step = _unguarded(optimizer.step)
-    base = torch.optim.Optimizer
 
-    @torch.no_grad()  # what torch's guard does around step, for non-differentiable optimizers
     def unguarded_step(self: torch.optim.Optimizer, closure: Callable[[], float] | None = None) -> float | None:
-        return step(self, closure)
+        with torch.set_grad_enabled(self.defaults["differentiable"]):  # as torch's guard sets it
+            return step(self, closure)
 
-    methods = {name: _unguarded(getattr(base, name))
+    methods = {name: _unguarded(getattr(optimizer, name))
                for name in ("add_param_group", "zero_grad", "state_dict", "load_state_dict")}
     return type(optimizer.__name__, (optimizer,), {**methods, "step": unguarded_step, "__module__": __name__})
 
