@@ -1,6 +1,6 @@
 """Trial workers that are warm before the first trial: a local search's fixed cost.
 
-A trial's worker imports torch, Ray Tune and the recipes: ~5.4 s of one core (lvseg.optim keeps
+A trial's worker imports torch, Ray Tune and the recipes: ~5 s of one core (lvseg.optim keeps
 torch.optim's ~2.4 s import of torch._dynamo out of it). A local Ray starts one idle worker per CPU
 when the driver connects, but Tune's first trial could not use them, and its new worker began
 those imports only once the search had started:
