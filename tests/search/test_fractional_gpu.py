@@ -18,8 +18,10 @@ from search import tags, tracking
 
 BIN = Path(sys.executable).parent
 TRIALS = 4
+# The four trials start as their cold workers come up, 2 s apart alone and more than a 30-epoch
+# trial (~7 s) apart once in the loaded suite: 80 epochs (~18 s a trial) leave room for the overlap.
 SPACE = {"recipe": "dinov2_probe",
-         "fixed": {"backbone": "tiny", "image_size": 112, "epochs": 30, "loss_reduction": "mean", "device": "auto"},
+         "fixed": {"backbone": "tiny", "image_size": 112, "epochs": 80, "loss_reduction": "mean", "device": "auto"},
          "params": {"lr": {"type": "loguniform", "low": 1e-3, "high": 3e-2}},
          "search": {"sampler": "random", "scheduler": "fifo", "samples": TRIALS, "concurrency": TRIALS, "seed": 0},
          "resources": {"cpu": 0.5, "gpu": 0.25}}
