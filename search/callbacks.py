@@ -22,8 +22,7 @@ from ray.tune import Callback
 from lvseg.status import Status, failed
 from search import tags
 from search.journal import SEARCH, Journal
-from search.results import final_status
-from search.space import TRIAL_NUMBER
+from search.results import TRIAL_NUMBER, final_status
 
 DELIVER_S = 1.0  # how often the driver sends what trials have journaled
 WORKER_DIED = ("ActorDiedError", "RayActorError", "WorkerCrashedError", "NodeDiedError", "ActorUnavailableError",

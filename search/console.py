@@ -13,8 +13,7 @@ from ray.tune import Callback
 
 from lvseg.status import Status
 from search.callbacks import error_status
-from search.results import EPOCHS, STATUS, final_status
-from search.space import TRIAL_NUMBER
+from search.results import EPOCHS, STATUS, TRIAL_NUMBER, final_status
 
 STATUS_S = {"quiet": 30.0, "normal": 15.0, "verbose": 15.0}  # seconds between status lines, by detail
 

@@ -1,4 +1,5 @@
-"""What a trial tells Tune besides its metrics, and how the driver reads an ending from it.
+"""What a trial tells Tune besides its metrics, how the driver reads an ending from it, and what
+the search tells a trial besides its config.
 
 Every result a trial reports carries ``status`` (the trial's :class:`~lvseg.status.Status` text:
 ``running`` for an epoch that is not its last, then ``completed``, ``diverged at epoch N: ...`` or
@@ -16,6 +17,7 @@ from lvseg.status import Status, failed, pruned
 
 STATUS = "status"
 EPOCHS = "epochs"
+TRIAL_NUMBER = "_trial_number"  # Optuna's trial number, passed to the trial for a readable run name
 
 
 def final_status(result: Mapping[str, Any] | None) -> Status:

@@ -28,6 +28,7 @@ import yaml
 
 from lvseg.config import ConfigError, config_keys, parse_config, yaml_number
 from lvseg.recipes import RECIPES, get_recipe
+from search.results import TRIAL_NUMBER
 from search.samplers import SAMPLERS, SCHEDULERS
 
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "logint", "choice")
@@ -37,7 +38,6 @@ SEARCH_DEFAULTS: dict[str, Any] = dict(sampler="tpe", scheduler="asha", samples=
                                        max_failures=3)  # retries of a trial whose worker died
 RESOURCE_DEFAULTS: dict[str, float] = dict(cpu=1, gpu=0)
 DEFAULT_METRIC, DEFAULT_MODE = "val_dice", "max"
-TRIAL_NUMBER = "_trial_number"  # Optuna's trial number, passed to the trial for a readable run name
 
 
 class SpaceError(ValueError):

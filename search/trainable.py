@@ -35,8 +35,7 @@ from lvseg.status import COMPLETED, RUNNING, Status, failed, failed_from
 from lvseg.train import BEST, LAST, RunResult
 from search import tags
 from search.journal import Journal
-from search.results import EPOCHS, STATUS, worst
-from search.space import TRIAL_NUMBER
+from search.results import EPOCHS, STATUS, TRIAL_NUMBER, worst
 
 _STORES: dict[tuple[str, str], FrameStore] = {}  # per worker process, kept across reused trials
 

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from search import warm
 
 # A fresh driver (the session's Ray has long handed its idle workers out): starts Ray as
@@ -47,8 +49,10 @@ def test_workers_preload_only_where_one_warm_worker_per_cpu_fits_in_a_quarter_of
 
 # Ray sets a trial's CUDA_VISIBLE_DEVICES when the trial starts; a worker that asked CUDA for its
 # devices while preloading would keep seeing every GPU of the node (fractional GPUs would collide).
-NO_CUDA = """
-import importlib, torch
+# Every module a worker preloads sits on the path to a search's first trial: the sampler's
+# (Optuna's) and torch.compile's (torch._dynamo, ~2.4 s) are not a trial's to import.
+PRELOAD = """
+import importlib, json, sys, torch
 asked = []
 count, nvml = torch._C._cuda_getDeviceCount, torch.cuda._device_count_nvml
 torch._C._cuda_getDeviceCount = lambda: asked.append("count") or count()
@@ -57,12 +61,24 @@ from search import warm
 for name in warm.PRELOADED:
     importlib.import_module(name)
 imported = list(asked)
+heavy = [top for top in ("optuna", "torch._dynamo") if any(n == top or n.startswith(top + ".") for n in sys.modules)]
 torch.cuda.is_available()  # the probe sees a real query
-print(imported, asked, torch.cuda.is_initialized())
+print(json.dumps({"asked_while_preloading": imported, "asked_after": asked,
+                  "initialised": torch.cuda.is_initialized(), "not_a_trial_s": heavy}))
 """
 
 
-def test_preloading_asks_cuda_nothing() -> None:
-    run = subprocess.run([sys.executable, "-c", NO_CUDA], capture_output=True, text=True, timeout=120)
+@pytest.fixture(scope="module")
+def preloaded() -> dict:
+    run = subprocess.run([sys.executable, "-c", PRELOAD], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stdout.split("\n")[0] == "[] ['count'] False"
+    return json.loads(run.stdout.splitlines()[-1])
+
+
+def test_preloading_asks_cuda_nothing(preloaded: dict) -> None:
+    assert preloaded["asked_while_preloading"] == []
+    assert preloaded["asked_after"] == ["count"] and not preloaded["initialised"]
+
+
+def test_preloading_imports_neither_the_sampler_nor_torch_compile(preloaded: dict) -> None:
+    assert preloaded["not_a_trial_s"] == []
