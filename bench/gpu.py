@@ -3,7 +3,9 @@
 1. DINOv2-base feature extraction at 224 px, bf16 (random weights: the same FLOPs as the real ones);
 2. SAM vit_b's image encoder (random weights);
 3. DeepLabV3-ResNet50 training at 112 px (bf16 autocast, channels-last);
-4. one probe-head epoch over 20,000 frames of base-sized features resident on the device;
+4. one probe-head epoch over 20,000 frames of base-sized features resident on the device, and its
+   time over the device's memory-traffic floor (the features' bytes / the device's copy rate; the
+   goal is within 3x);
 5. a 16-trial probe search with ``gpu: 0.25`` (four trials per card), wall time.
 
 Each prints images (or frames) per second and, where the FLOPs are counted (torch's
@@ -163,9 +165,18 @@ def baseline_training(scale: Scale, device: torch.device) -> float | None:
                 flops_of(step) / scale.batch, device)
 
 
-def probe_epoch(scale: Scale, device: torch.device) -> float | None:
+def copy_gb_s(device: torch.device, nbytes: int) -> float:
+    """The rate of one large copy on ``device``, in GB/s, each byte counted once (as
+    bench/resident.py counts the CPU's): what a gather of resident rows can read at best."""
+    source = torch.ones(nbytes, dtype=torch.uint8, device=device)
+    target = torch.empty_like(source)
+    return nbytes / timed(lambda: target.copy_(source), 3, device) / 1e9
+
+
+def probe_epoch(scale: Scale, device: torch.device) -> float:
     """One epoch of a linear head over ``scale.frames`` resident fp16 feature maps (16x16 grid),
-    made into batches by the probe recipe's own ``feature_inputs``."""
+    made into batches by the probe recipe's own ``feature_inputs``; returns its time over the
+    memory-traffic floor: the features' bytes (each read once) / the device's copy rate."""
     features = np.zeros((scale.frames // 2, 2, scale.channels, 16, 16), np.float16)  # (videos, phases, ...)
     inputs = feature_inputs(features, np.arange(scale.frames), ProbeConfig(device=device.type))
     head = build_probe("linear", channels=scale.channels, out=1, mask_size=(112, 112)).to(device)
@@ -186,9 +197,13 @@ def probe_epoch(scale: Scale, device: torch.device) -> float | None:
             optimizer.step()
 
     seconds = timed(epoch, 2 if scale is SMOKE else 5, device)
-    print(f"{'probe-head epoch over ' + format(scale.frames, ',') + ' resident frames':<44} {seconds * 1e3:>10.1f} ms",
+    read = features.nbytes
+    rate = copy_gb_s(device, min(1 << 30, 8 * read))
+    floor = read / (rate * 1e9)
+    print(f"{'probe-head epoch over ' + format(scale.frames, ',') + ' resident frames':<44} {seconds * 1e3:>10.1f} ms"
+          f"   {seconds / floor:.1f}x the memory-traffic floor ({read / 1e9:.3g} GB / {rate:.0f} GB/s copy)",
           flush=True)
-    return scale.frames / seconds
+    return seconds / floor
 
 
 def probe_search(scale: Scale, device: torch.device, work: Path) -> float:
@@ -240,7 +255,7 @@ def main() -> int:
     failed: list[str] = []
     utilisation = [stage(name, lambda run=run: run(scale, device), failed) for name, run in
                    (("dinov2", dinov2_extraction), ("sam", sam_encoder), ("baseline", baseline_training))]
-    stage("probe epoch", lambda: probe_epoch(scale, device), failed)
+    over_floor = stage("probe epoch", lambda: probe_epoch(scale, device), failed)
     absent = [name for name in SEARCH_NEEDS if importlib.util.find_spec(name) is None]
     if absent:
         print(f"{scale.trials}-trial probe search: SKIPPED, {', '.join(absent)} not installed here", flush=True)
@@ -251,6 +266,7 @@ def main() -> int:
         searched = f"{scale.trials}-trial probe search " + (f"{seconds:.0f} s" if seconds is not None else "failed")
     known = [u for u in utilisation if isinstance(u, float)]
     best = f"best MFU {max(known):.1%}" if known else "MFU n/a"
+    best += f", probe epoch {over_floor:.1f}x its floor" if isinstance(over_floor, float) else ""
     print(f"gpu: {searched}, {best} ({where})" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
 
