@@ -30,6 +30,7 @@ import time
 import traceback
 from pathlib import Path
 
+from search import localray
 from search.driver import Driver
 from search.errors import NotStarted
 from search.interrupts import Interrupted
@@ -89,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args: argparse.Namespace, driver: Driver) -> int:
+    if args.ray_at_launch and args.address is None:  # a local Ray comes up while the space is checked
+        localray.start_in_background(verbose=driver.detail == "verbose")
     from search.space import load_space
 
     space = load_space(args.space)  # validated before anything starts, and before MLflow is imported
@@ -227,8 +230,12 @@ COMMANDS = {"run": cmd_run, "resume": cmd_resume, "sync": cmd_sync, "list": cmd_
 SEARCHING = ("run", "resume", "demo")  # commands that run searches: their console is managed
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, ray_at_launch: bool = False) -> int:
+    """The command in ``argv``; returns its exit code. With ``ray_at_launch`` (the console script),
+    `lvsearch run` starts its local Ray in the background at once (search.localray); in-process
+    callers keep the plain order, in which Ray starts only once the search is ready for it."""
     args = build_parser().parse_args(argv)
+    args.ray_at_launch = ray_at_launch
     if args.command in SEARCHING:
         detail = "verbose" if args.verbose else ("quiet" if args.command == "demo" else "normal")
         driver = Driver.for_command(detail)
@@ -260,7 +267,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _stop_ray() -> None:
     """Stop the Ray this command started or joined: explicitly it takes ~1.5 s, where leaving it to
-    Ray's exit hooks takes ~5 s."""
+    Ray's exit hooks takes ~5 s. A background start still under way (a command that failed before
+    it needed Ray) is waited for, then stopped: left to the process's end, Ray's agents outlived it
+    by a minute."""
+    localray.wait_for_background(raise_error=False)
     ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():
         ray.shutdown()
@@ -277,7 +287,7 @@ def entry() -> None:
     """The console script: :func:`main`, then out without tearing the interpreter down. Once the
     command has ended (Ray stopped, logs closed, exit handlers run), unloading torch, Ray and
     MLflow module by module only costs time: 3-4 s on 2 cores, after every command."""
-    code = main()
+    code = main(ray_at_launch=True)
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()

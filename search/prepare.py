@@ -9,7 +9,6 @@ simply be run again; caches already built are kept.
 from __future__ import annotations
 
 import itertools
-import os
 import shutil
 import socket
 import time
@@ -21,7 +20,7 @@ from lvseg.config import parse_config
 from lvseg.framecache import FrameCache
 from lvseg.framestore import FrameStore, default_cache_dir, load_store
 from lvseg.recipes import get_recipe
-from search import studies, tracking, warm
+from search import localray, studies, tracking
 from search.errors import NotStarted
 from search.space import SearchSpace
 from search.state import default_storage
@@ -159,30 +158,18 @@ def size_text(nbytes: int) -> str:
 
 
 def init_ray(address: str | None, temp_dir: str | None = None, verbose: bool = True) -> None:
-    """Join ``address``, or start a local Ray sized to this machine with every service on loopback.
-    Unless ``verbose``, the trial workers' output stays in Ray's session logs instead of the
-    console (and so do the tracebacks Ray's workers print when it shuts them down)."""
+    """Join ``address``, or start a local Ray (:func:`search.localray.start_local`), unless one
+    started in the background for this command: then wait for it, and take its error as ours."""
     import ray
 
+    localray.wait_for_background()
     if ray.is_initialized():
         return
-    quiet = {} if verbose else {"log_to_driver": False, "configure_logging": False}
     if address:
         _probe_cluster(address)
-        ray.init(address=address, **({"logging_level": "WARNING"} | quiet))
+        ray.init(address=address, **({"logging_level": "WARNING"} | localray.quiet(verbose)))
         return
-    # A local Ray listens on 127.0.0.1 only with RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (without it,
-    # it binds the host's external address; `_node_ip_address` alone does not help). Ray reads it
-    # when imported, so the already-imported constant is switched too; child processes inherit
-    # the variable. Only here: a cluster driver must advertise its real address.
-    from ray._private import ray_constants
-
-    os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    warm.trials_use_idle_workers()
-    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, dashboard_host="127.0.0.1",
-             **({"logging_level": "WARNING", "configure_logging": True} | quiet), _temp_dir=temp_dir,
-             _system_config=warm.system_config(os.cpu_count() or 1, warm.memory_bytes()))
+    localray.start_local(temp_dir, verbose)
 
 
 def _probe_cluster(address: str) -> None:

@@ -17,6 +17,7 @@ Nothing here initialises CUDA: Ray sets a trial's CUDA_VISIBLE_DEVICES when the 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 # What a trial worker imports before its first epoch: the trainable (torch, Ray Tune, the
 # recipes). Not torch._dynamo: the probe's trials never import it (lvseg.optim), and a worker
@@ -27,14 +28,20 @@ PRELOADED = ("search.trainable",)
 # CPU, and they may take at most this share of the machine's memory.
 WARM_WORKER_BYTES = 500 * 2**20
 WARM_SHARE = 0.25
+# How long Ray lets an idle worker it holds beyond its soft limit live (its default: 1 s). A local
+# Ray starts while the driver still imports (search.localray), so its warm workers wait seconds
+# for the first trial: with the default, 2 of 4 runs lost them mid-wait and started their first
+# trial 10-11 s after Ray was up instead of ~4 s (BENCHMARKS.md).
+WARM_IDLE_MS = 30_000
 
 
-def system_config(cpus: int, memory_bytes: int) -> dict[str, list[str]]:
+def system_config(cpus: int, memory_bytes: int) -> dict[str, Any]:
     """Ray's ``_system_config`` for a local Ray of ``cpus`` CPUs: its workers import
-    :data:`PRELOADED` when they start, where one warm worker per CPU fits in memory."""
+    :data:`PRELOADED` when they start, and wait for trials, where one warm worker per CPU fits in
+    memory."""
     if cpus * WARM_WORKER_BYTES > WARM_SHARE * memory_bytes:
         return {}
-    return {"preload_python_modules": list(PRELOADED)}
+    return {"preload_python_modules": list(PRELOADED), "idle_worker_killing_time_threshold_ms": WARM_IDLE_MS}
 
 
 def memory_bytes() -> int:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +28,63 @@ def test_a_bad_space_is_reported_before_mlflow_is_imported(tmp_path: Path) -> No
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.split("\n")[-2] == "2 False", done.stdout + done.stderr
     assert "bad.yaml: params.lr.high: expected a finite number, got None" in done.stderr
+
+
+# As the console script runs it: a local Ray starts in the background at launch (search.localray).
+# The process is made a subreaper, so that a Ray process orphaned by a careless stop stays its
+# descendant and is seen; it then reports what is left once the command has returned.
+BAD_RUN = """
+import ctypes, json, os, sys, time
+from pathlib import Path
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+from search.cli import main
+code = main(["run", sys.argv[1]], ray_at_launch=True)
+
+def descendants():
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
+        except OSError:
+            continue
+        if state != "Z":
+            parents.setdefault(int(ppid), []).append(int(stat.parent.name))
+    found, todo = [], [os.getpid()]
+    while todo:
+        children = parents.get(todo.pop(), [])
+        found += children
+        todo += children
+    return found
+
+deadline = time.monotonic() + 10
+while descendants() and time.monotonic() < deadline:
+    time.sleep(0.2)
+def command(pid):
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()[:80].replace(b"\\0", b" ").decode(errors="replace")
+    except OSError:
+        return f"{pid} (ended meanwhile)"
+
+import ray
+sessions = len(list(Path(os.environ["RAY_TMPDIR"]).glob("ray/session_2*")))
+print(json.dumps({"code": code, "ray_up": ray.is_initialized(), "sessions": sessions,
+                  "left": [command(pid) for pid in descendants()]}))
+"""
+
+
+def test_a_search_that_cannot_start_stops_the_ray_it_started_at_launch(short_tmp, tmp_path: Path) -> None:
+    """`lvsearch run` starts its local Ray in the background at launch. A bad space ends the
+    command before it needs Ray: exit 2 with one line, and every process of that Ray stopped."""
+    space = tmp_path / "bad.yaml"
+    space.write_text("recipe: baseline\nparams:\n  lr: {type: loguniform, low: 1e-4}\n")
+    done = subprocess.run([sys.executable, "-c", BAD_RUN, str(space)], capture_output=True, text=True, timeout=180,
+                          env={**os.environ, "RAY_TMPDIR": str(short_tmp("lvs-bad-"))})
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.splitlines()[-1])
+    assert done.stderr.strip().splitlines() == [
+        f"lvsearch run: error: {space}: params.lr.high: expected a finite number, got None"]
+    assert seen["code"] == 2 and seen["sessions"] == 1, seen  # Ray had started: the stop is tested
+    assert not seen["ray_up"] and seen["left"] == [], seen
 
 
 def test_resume_of_an_unknown_search_says_where_it_looked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -42,7 +42,8 @@ def test_a_search_s_first_trial_runs_in_a_worker_that_was_warm_before_the_search
 
 def test_workers_preload_only_where_one_warm_worker_per_cpu_fits_in_a_quarter_of_memory() -> None:
     gb = 2**30
-    assert warm.system_config(2, 24 * gb) == {"preload_python_modules": list(warm.PRELOADED)}
+    assert warm.system_config(2, 24 * gb) == {"preload_python_modules": list(warm.PRELOADED),
+                                              "idle_worker_killing_time_threshold_ms": warm.WARM_IDLE_MS}
     assert warm.system_config(64, 64 * gb) == {}  # 64 warm workers would hold ~31 GB
     assert warm.system_config(64, 256 * gb) != {}
 
