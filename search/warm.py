@@ -30,8 +30,9 @@ WARM_WORKER_BYTES = 500 * 2**20
 WARM_SHARE = 0.25
 # How long Ray lets an idle worker it holds beyond its soft limit live (its default: 1 s). A local
 # Ray starts while the driver still imports (search.localray), so its warm workers wait seconds
-# for the first trial: with the default, 2 of 4 runs lost them mid-wait and started their first
-# trial 10-11 s after Ray was up instead of ~4 s (BENCHMARKS.md).
+# for the first trial: with the default, 2 of 4 runs started their first trial 10-11 s after Ray
+# was up instead of ~4 s, the delay of a cold worker, as when Ray's idle-kill stopped a warm one
+# mid-import (seen in its logs before); with 30 s, none of 9 runs (BENCHMARKS.md).
 WARM_IDLE_MS = 30_000
 
 
