@@ -48,11 +48,11 @@ def run_demo(out: Path, tracking_uri: str | None = None, storage: Path | None = 
         exported = export_best(uri, name, out / f"best-{space_file.stem}.yaml")
         rows.append({"search": name, "recipe": space.recipe, "best": exported["best"], "tied": exported["tied"],
                      "config": exported["paths"][0], "counts": summary["counts"], "report": summary.get("report")})
-    print(_final_table(rows, uri))
+    print(_final_table(rows, uri, out))
     return 0
 
 
-def _final_table(rows: list[dict], uri: str) -> str:
+def _final_table(rows: list[dict], uri: str, out: Path) -> str:
     lines = ["", BANNER, f"{'recipe':<13} {'best val_dice':>13} {'95% interval':<13} {'tied':>4}  best config"]
     for row in rows:
         best = row["best"]
@@ -62,5 +62,5 @@ def _final_table(rows: list[dict], uri: str) -> str:
     lines += ["", "Browse every trial (params, per-epoch metrics, overlays):",
               f"  .venv/bin/{ui}        # prints the address of the runs table on 127.0.0.1:5000",
               "Retrain a best config and evaluate it on the test split:",
-              f"  .venv/bin/lvseg train {rows[0]['config']} --out demo-output/retrained" if rows else ""]
+              f"  .venv/bin/lvseg train {rows[0]['config']} --out {out / 'retrained'}" if rows else ""]
     return "\n".join(lines)

@@ -20,6 +20,7 @@ import threading
 from typing import Any
 
 from search import warm
+from search.errors import RayStartError
 
 
 class _NoThreadNotice(logging.Filter):
@@ -61,7 +62,7 @@ def quiet(verbose: bool) -> dict[str, Any]:
 
 def start_local(temp_dir: str | None, verbose: bool) -> None:
     """Start a local Ray sized to this machine with every service on loopback, unless this
-    process has one already."""
+    process has one already; :class:`RayStartError` if it does not start."""
     import ray
 
     if ray.is_initialized():
@@ -75,9 +76,12 @@ def start_local(temp_dir: str | None, verbose: bool) -> None:
     os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"
     ray_constants.ENABLE_RAY_CLUSTER = False
     warm.trials_use_idle_workers()
-    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, dashboard_host="127.0.0.1",
-             **({"logging_level": "WARNING", "configure_logging": True} | quiet(verbose)), _temp_dir=temp_dir,
-             _system_config=warm.system_config(os.cpu_count() or 1, warm.memory_bytes()))
+    try:
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, dashboard_host="127.0.0.1",
+                 **({"logging_level": "WARNING", "configure_logging": True} | quiet(verbose)), _temp_dir=temp_dir,
+                 _system_config=warm.system_config(os.cpu_count() or 1, warm.memory_bytes()))
+    except Exception as error:  # Ray's own message rarely says that it comes from Ray's start
+        raise RayStartError(f"could not start a local Ray: {error}") from error
 
 
 def start_in_background(verbose: bool) -> None:
