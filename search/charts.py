@@ -71,7 +71,7 @@ def slices(trials: list[dict], params: Sequence[Any], metric: str, path: Path, c
         if param.type == "choice":
             labels = [str(v) for v in param.values]
             xs = [labels.index(str(x)) if str(x) in labels else -1 for x in xs]
-            ax.set_xticks(range(len(labels)), labels, rotation=30, fontsize=6)
+            ax.set_xticks(range(len(labels)), labels, rotation=_choice_rotation(labels), fontsize=6)
             ax.set_xlim(-0.5, len(labels) - 0.5)  # every choice, a never-scored one too
         elif param.type in ("loguniform", "logint"):
             ax.set_xscale("log")
@@ -86,6 +86,15 @@ def slices(trials: list[dict], params: Sequence[Any], metric: str, path: Path, c
     if scored:
         _status_legend(spare[0] if spare else axes.flat[0], {t["status"].kind for t in scored}, spare=bool(spare))
     return _save(plt, fig, path, f"{metric} against each parameter", caveats)
+
+
+# Characters of choice labels that fit side by side under a slices panel (~3.2 in at 6 pt);
+# beyond that they stand upright: tilted, long neighbours overlapped (the ten SAM strategies did).
+LEVEL_CHARS = 40
+
+
+def _choice_rotation(labels: list[str]) -> int:
+    return 0 if sum(len(label) + 2 for label in labels) <= LEVEL_CHARS else 90
 
 
 def _status_legend(ax: Any, kinds: set[str], spare: bool) -> None:
@@ -116,10 +125,31 @@ def parallel(trials: list[dict], params: Sequence[Any], metric: str, mode: str, 
         drawn = [(x, c[i]) for x, c in enumerate(columns) if not math.isnan(c[i])]
         gaps = gaps or len(drawn) < len(columns)
         ax.plot(*zip(*drawn, strict=True), color=colours[i], alpha=0.8, marker="o", markersize=3)
+    ax.vlines(range(len(columns)), 0, 1, color="#bbbbbb", linewidth=0.8, zorder=0)
+    for x, ends in enumerate([_axis_labels(p) for p in params] + [_score_labels(best)]):
+        for y, text in ends:
+            ax.annotate(text, (x, y), xytext=(5, 0), textcoords="offset points", fontsize=6, ha="left",
+                        va="center", color="#333333",
+                        bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.7, "pad": 0.5})
     ax.set_xticks(range(len(columns)), [p.name for p in params] + [metric], rotation=20, fontsize=7)
-    ax.set_yticks([0, 1], ["low", "high"])
+    ax.set_yticks([])
+    ax.set_xlim(-0.2, len(columns) - 0.4)  # room for the last axis's values
     title = f"the {len(best)} best trials (brighter: better)"
     return _save(plt, fig, path, title + ("; no dot on an axis: not drawn for that trial" if gaps else ""), caveats)
+
+
+def _axis_labels(param: Any) -> list[tuple[float, str]]:
+    """Where each value sits on a parallel axis, as :func:`_scaled` places it: every choice, or a
+    range's two ends (people must read which line took ``adam``, or what "high" lr was)."""
+    if param.type == "choice":
+        labels = [str(v) for v in param.values]
+        return [(i / max(1, len(labels) - 1), label) for i, label in enumerate(labels)]
+    return [(0.0, f"{param.low:.3g}"), (1.0, f"{param.high:.3g}")]
+
+
+def _score_labels(trials: list[dict]) -> list[tuple[float, str]]:
+    scores = [t["score"] for t in trials]
+    return [(0.0, f"{min(scores):.3f}"), (1.0, f"{max(scores):.3f}")] if scores else []
 
 
 def _scaled(trials: list[dict], param: Any) -> list[float]:

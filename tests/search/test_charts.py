@@ -8,7 +8,7 @@ import pytest
 
 from lvseg.status import COMPLETED, pruned
 from search import charts
-from search.space import parse_space
+from search.space import load_space, parse_space
 
 
 def _saved(monkeypatch: pytest.MonkeyPatch) -> list:
@@ -60,3 +60,42 @@ def test_parallel_lines_leave_out_what_a_trial_did_not_draw(monkeypatch: pytest.
     lines = {tuple(line.get_xdata()) for line in saved[0].axes[0].get_lines()}
     assert lines == {(0, 1, 2, 3), (0, 2, 3)}  # optimizer, momentum, lr, val_dice
     assert "no dot on an axis: not drawn for that trial" in saved[0].get_suptitle()
+
+
+def _tick_boxes(fig, ax) -> list:
+    """Where each x tick label is drawn, in pixels of the saved figure (closed: a new canvas)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    return [label.get_window_extent(renderer) for label in ax.get_xticklabels() if label.get_text()]
+
+
+def test_slices_choice_labels_never_overlap(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The ten SAM strategies' names, tilted, ran into each other under their panel; three short
+    optimizer names stay level."""
+    space = load_space(Path(__file__).parents[2] / "spaces" / "demo" / "sam_prompts.yaml")
+    strategies = space.params[0].values
+    trials = [{"params": {"strategy": s, "mask_choice": "best_score"}, "score": 0.1 + 0.01 * i, "status": COMPLETED}
+              for i, s in enumerate(strategies)]
+    saved = _saved(monkeypatch)
+    charts.slices(trials, space.params, "val_dice", tmp_path / "slices.png", "")
+    boxes = _tick_boxes(saved[0], saved[0].axes[0])
+    assert len(boxes) == len(strategies) == 10
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    assert charts._choice_rotation(["sgd", "adam", "adamw"]) == 0
+
+
+def test_parallel_axes_name_their_values(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Each axis says what its height means: every choice where it sits, a range's two ends, and
+    the scores' lowest and highest (the axes said only "low" and "high")."""
+    space = parse_space({"recipe": "baseline", "params": {
+        "optimizer": {"type": "choice", "values": ["sgd", "adam", "adamw"]},
+        "lr": {"type": "loguniform", "low": 1e-4, "high": 1e-1}}}, "space.yaml", "")
+    trials = [{"params": {"optimizer": "adam", "lr": 1e-3}, "score": 0.25},
+              {"params": {"optimizer": "sgd", "lr": 1e-2}, "score": 0.75}]
+    saved = _saved(monkeypatch)
+    charts.parallel(trials, space.params, "val_dice", "max", tmp_path / "parallel.png", "")
+    placed = {(text.xy[0], text.xy[1], text.get_text()) for text in saved[0].axes[0].texts}
+    assert placed == {(0, 0.0, "sgd"), (0, 0.5, "adam"), (0, 1.0, "adamw"), (1, 0.0, "0.0001"), (1, 1.0, "0.1"),
+                      (2, 0.0, "0.250"), (2, 1.0, "0.750")}
+    assert [label.get_text() for label in saved[0].axes[0].get_yticklabels()] == []
