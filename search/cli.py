@@ -40,6 +40,13 @@ NOTHING_STARTED = 2
 ERRORS = (OSError, LookupError, ValueError)
 
 
+def _address(command: argparse.ArgumentParser) -> None:
+    # Ray's own convention, which `ray job submit` relies on to point its entrypoint at the cluster
+    command.add_argument("--address", default=os.environ.get("RAY_ADDRESS") or None,
+                         help="join a Ray cluster (e.g. auto, or HOST:6379); default: $RAY_ADDRESS when set, "
+                              "else a local Ray on this machine")
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (sqlite:///..., http://...)")
     parser.add_argument("--storage", type=Path, default=None, help="folder for Ray Tune's search state")
@@ -54,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data", default=None, help="EchoNet folder (default: the space's `data:`)")
     run.add_argument("--name", default=None, help="search name (default: <space>-<time>)")
     run.add_argument("--samples", type=int, default=None, help="number of trials (default: the space's)")
-    run.add_argument("--address", default=None, help="join a Ray cluster (e.g. auto, or HOST:6379)")
+    _address(run)
     run.add_argument("--cache-dir", type=Path, default=None, help="frame-store and feature caches")
     run.add_argument("--allow-missing", action="store_true", help="skip (and report) broken or missing videos")
     run.add_argument("--optuna-storage", default=None,
@@ -63,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="tell the sampler the ended trials of these earlier searches first")
     resume = commands.add_parser("resume", help="continue an interrupted search")
     resume.add_argument("name")
-    resume.add_argument("--address", default=None)
+    _address(resume)
     sync = commands.add_parser("sync", help="send what a search could not log while its tracking store was down")
     sync.add_argument("name")
     commands.add_parser("list", help="searches with their best trial")
