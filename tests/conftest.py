@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +20,10 @@ FAST_CONFIGS: dict[str, dict] = {  # small, quick configs of every recipe (the c
     "sam_prompts": dict(model="tiny", strategy="box"),
     "sam_decoder": dict(model="tiny", strategy="box_center", epochs=2, batch_size=2),
 }
+
+# The suite starts and stops Ray itself: a cluster named in the developer's environment must not
+# take its searches (`lvsearch run` joins RAY_ADDRESS when given no --address).
+os.environ.pop("RAY_ADDRESS", None)
 
 
 @pytest.hookimpl(tryfirst=True)
