@@ -56,17 +56,24 @@ def pyplot():
 
 def dice_histogram(dice: np.ndarray, phases: np.ndarray, path: Path, title: str) -> None:
     plt = pyplot()
+    fig = histogram_figure(plt, dice, phases, title)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def histogram_figure(plt: Any, dice: np.ndarray, phases: np.ndarray, title: str) -> Any:
+    """Dice per frame, ES and ED side by side, counted in whole frames."""
     fig, ax = plt.subplots(figsize=(6, 3.6))
     bins = np.linspace(0, 1, 26)
     ax.hist([dice[phases == "ES"], dice[phases == "ED"]], bins=bins, label=["ES", "ED"],
             color=["#1f77b4", "#ff7f0e"])
+    ax.yaxis.get_major_locator().set_params(integer=True)  # a few videos gave ticks at 0.5 frame
     ax.set_xlabel("Dice per frame")
     ax.set_ylabel("frames")
     ax.legend()
     ax.set_title(title, fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
 def overlay(images: np.ndarray, predicted: np.ndarray, masks: np.ndarray, videos: np.ndarray,

@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from lvseg.report import FONT, FONT_SCALE, LINE, _text, overlay, wrapped
+from lvseg.report import FONT, FONT_SCALE, LINE, _text, histogram_figure, overlay, pyplot, wrapped
 
 
 def _canvas() -> np.ndarray:
@@ -50,3 +50,15 @@ def test_a_long_title_wraps_to_the_pictures_width_and_loses_no_word(tmp_path: Pa
     long, short = cv2.imread(str(tmp_path / "long.png")), cv2.imread(str(tmp_path / "short.png"))
     assert long.shape[0] - short.shape[0] == LINE * (len(lines) - 1)  # room for every line
     assert all((long[LINE * n:LINE * (n + 1)] < 128).any() for n in range(len(lines)))  # each one drawn
+
+
+def test_the_dice_histogram_counts_whole_frames() -> None:
+    """Six videos put at most three frames in a bin: matplotlib ticked 0.5, 1.5 and 2.5 frames."""
+    plt = pyplot()
+    dice = np.array([0.73, 0.74, 0.77, 0.78, 0.77, 0.74, 0.67, 0.85, 0.70, 0.82, 0.86, 0.67])
+    fig = histogram_figure(plt, dice, np.array(["ES"] * 6 + ["ED"] * 6), "six videos")
+    try:
+        ticks = fig.axes[0].get_yticks()
+        assert len(ticks) >= 3 and all(float(t).is_integer() for t in ticks), ticks
+    finally:
+        plt.close(fig)
