@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from search.cli import main
+from search.cli import build_parser, main
 
 
 def test_a_bad_space_is_one_error_naming_file_and_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -110,3 +110,15 @@ def test_reading_commands_load_neither_torch_nor_ray(command: list[str], tmp_pat
              "print(code, sorted(m for m in ('torch', 'ray', 'optuna') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.split("\n")[-2] == "2 []", done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("command", [["run", "space.yaml"], ["resume", "s"]])
+def test_ray_address_in_the_environment_is_the_default_address(command: list[str],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray's convention, on which `ray job submit` relies to point its entrypoint at the cluster:
+    RAY_ADDRESS is the address unless --address is given (which joins it: test_failures.py)."""
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    assert build_parser().parse_args(command).address == "10.0.0.1:6379"
+    assert build_parser().parse_args([*command, "--address", "auto"]).address == "auto"
+    monkeypatch.setenv("RAY_ADDRESS", "")
+    assert build_parser().parse_args(command).address is None  # a local Ray
