@@ -32,7 +32,15 @@ from search.report import write_report
 from search.samplers import PruneAwareOptunaSearch, build_sampler, build_scheduler
 from search.space import SearchSpace, parse_space
 from search.state import LOG_FILE, SearchState, default_storage
-from search.summary import close_parent, format_table, remaining, summarise, tracking_wait_s, trials_status
+from search.summary import (
+    close_parent,
+    format_table,
+    not_a_result,
+    remaining,
+    summarise,
+    tracking_wait_s,
+    trials_status,
+)
 from search.tags import CAVEATS_TAG
 from search.trainable import TrialContext, run_trial
 
@@ -54,6 +62,8 @@ def run_search(space: SearchSpace, data: str | None = None, name: str | None = N
     log = _log_to_folder(driver, state.folder(ready.storage))
     print(f"search {state.name}: {state.samples} trials of {space.recipe} ({space.search['sampler']} sampler, "
           f"{space.search['scheduler']} scheduler); tracking {state.tracking_uri}{log}", flush=True)
+    if ready.caveats:  # before any trial's score scrolls by
+        print(not_a_result("; ".join(ready.caveats)), flush=True)
     return _execute(space, state, ready.storage, driver, restore=False, warm_start=warm_start or [])
 
 

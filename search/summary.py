@@ -51,14 +51,21 @@ def remaining(mlflow: Any, state: SearchState) -> tuple[int, int]:
     return ended, state.samples
 
 
+def not_a_result(caveats: str) -> str:
+    """The console's line for a search on synthetic data or random models (as `lvseg` prints it)."""
+    return f"NOTE: {caveats} - these numbers are not a result."
+
+
 def format_table(summary: dict[str, Any], limit: int = 20) -> str:
-    """The closing table: counts, then the best trials with their 95% interval; ``=`` marks a trial
-    tied with the best (its interval overlaps), a Pareto front number the several-metric case."""
+    """The closing table: counts, the caveats, then the best trials with their 95% interval; ``=``
+    marks a trial tied with the best (its interval overlaps), a Pareto front number the
+    several-metric case."""
     rows = summary["rows"][:limit]
     optuna = ", ".join(f"{v} {k}" for k, v in sorted(summary.get("optuna", {}).items()))
     tied = tied_count(summary["rows"])
     lines = [f"search {summary['name']}: " + ", ".join(f"{v} {k}" for k, v in sorted(summary["counts"].items()))
              + (f" (Optuna study: {optuna})" if optuna else ""),
+             *([not_a_result(summary["caveats"])] if summary.get("caveats") else []),
              f"{'rank':>4}  {summary['metric']:>10}  {'95% interval':<15}  {'status':<22} trial"]
     for rank, row in enumerate(rows, 1):
         score = "-" if row["score"] is None else f"{row['score']:.4f}"

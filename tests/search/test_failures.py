@@ -248,6 +248,9 @@ def test_every_trial_failing_is_exit_1_with_failed_runs(server: Server, syntheti
     assert code == 1, output[-3000:]
     _one_line(output)
     assert "search allfail failed: 2 of 2 trials failed" in output and "missing.pt" in output
+    lines = output.splitlines()  # synthetic data: said before any trial, and again over the table
+    notes = [i for i, line in enumerate(lines) if line.startswith("NOTE: SYNTHETIC data")]
+    assert len(notes) == 2 and notes[0] < min(i for i, line in enumerate(lines) if " started " in line), output
     parent, children = _search(server.store, "allfail")
     assert parent.info.status == "FAILED" and parent.data.tags[tracking.STATUS_TAG].startswith("failed: 2 of 2")
     assert {c.info.status for c in children} == {"FAILED"} and len(children) == 2
