@@ -10,7 +10,8 @@
     lvsearch demo
 
 Every command takes --tracking-uri (default $MLFLOW_TRACKING_URI, else sqlite:///./mlruns.db) and
---storage (default $LVSEARCH_STORAGE, else ./lvsearch-runs), so each finds a search wherever it ran.
+--storage (default $LVSEARCH_STORAGE, else ./lvsearch-runs), so each finds a search wherever it ran;
+run and resume take --address (default $RAY_ADDRESS, else a local Ray on this machine).
 
 Exit codes: 0 the search ran to its end (every trial completed, pruned or diverged); 1 it ran, but
 trials failed with errors (the summary names them), or the driver failed; 2 nothing started (bad
