@@ -26,6 +26,8 @@ def test_a_local_ray_that_cannot_start_says_so_naming_the_folder(tmp_path: Path)
     blocker.write_text("")
     done = subprocess.run([sys.executable, "-c", START], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "RAY_TMPDIR": str(blocker / "ray")})
-    kind, up, message = done.stdout.strip().split("|")
+    seen = done.stdout.strip().split("|")
+    assert len(seen) == 3, f"no OSError reached the waiter: {done.stdout}{done.stderr[-2000:]}"
+    kind, up, message = seen
     assert (kind, up) == ("RayStartError", "False"), done.stdout + done.stderr[-2000:]
     assert message.startswith("could not start a local Ray: ") and str(blocker) in message, message
