@@ -30,11 +30,12 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
+from types import FrameType
 
 from search import localray
 from search.driver import Driver
 from search.errors import NotStarted
-from search.interrupts import Interrupted
+from search.interrupts import HANDLED, Interrupted
 
 NOTHING_STARTED = 2
 # bad input (a SpaceError or ConfigError is a ValueError): one line, exit 2
@@ -252,12 +253,23 @@ def main(argv: list[str] | None = None, ray_at_launch: bool = False) -> int:
     interrupts = driver.interrupts
     interrupts.install()
     try:
+        return _dispatch(args, driver)
+    finally:
+        interrupts.restore()
+        _stop_ray(args.command)
+        if driver.logs is not None:
+            driver.logs.close()
+
+
+def _dispatch(args: argparse.Namespace, driver: Driver) -> int:
+    """Run the command; every way it can end becomes an exit code and at most one line."""
+    try:
         return COMMANDS[args.command](args, driver)
     except ERRORS as error:
         print(f"lvsearch {args.command}: error: {error}", file=sys.stderr)
         return NOTHING_STARTED
     except KeyboardInterrupt as stop:
-        signum = int((stop.signum if isinstance(stop, Interrupted) else interrupts.signum) or signal.SIGINT)
+        signum = int((stop.signum if isinstance(stop, Interrupted) else driver.interrupts.signum) or signal.SIGINT)
         print(f"lvsearch {args.command}: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
         return 128 + signum
     except Exception as error:
@@ -266,22 +278,35 @@ def main(argv: list[str] | None = None, ray_at_launch: bool = False) -> int:
         print(f"lvsearch {args.command}: error: {error if not started else f'{type(error).__name__}: {error}'} "
               f"(traceback in {log}){'' if started else '; nothing was started'}", file=sys.stderr)
         return 1 if started else NOTHING_STARTED
-    finally:
-        interrupts.restore()
-        _stop_ray()
-        if driver.logs is not None:
-            driver.logs.close()
 
 
-def _stop_ray() -> None:
+def _stop_ray(command: str) -> None:
     """Stop the Ray this command started or joined: explicitly it takes ~1.5 s, where leaving it to
     Ray's exit hooks takes ~5 s. A background start still under way (a command that failed before
     it needed Ray) is waited for, then stopped: left to the process's end, Ray's agents outlived it
-    by a minute."""
-    localray.wait_for_background(raise_error=False)
-    ray = sys.modules.get("ray")
-    if ray is not None and ray.is_initialized():
-        ray.shutdown()
+    by a minute. So a first Ctrl-C or SIGTERM meanwhile is only said; a second one leaves at once.
+    The exit code stays the command's: the stop does not change what the command did."""
+    signals: list[int] = []
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        signals.append(signum)
+        if len(signals) > 1:
+            raise Interrupted(signum)
+        print(f"lvsearch {command}: interrupted ({signal.Signals(signum).name}): stopping Ray first "
+              f"(again to leave at once)", file=sys.stderr, flush=True)
+
+    held = {signum: signal.signal(signum, hold) for signum in HANDLED}
+    try:
+        localray.wait_for_background(raise_error=False)
+        ray = sys.modules.get("ray")
+        if ray is not None and ray.is_initialized():
+            ray.shutdown()
+    except Interrupted:
+        print(f"lvsearch {command}: left without stopping Ray: its last processes end within about a minute",
+              file=sys.stderr)
+    finally:
+        for signum, handler in held.items():
+            signal.signal(signum, handler)
 
 
 def _write_traceback() -> Path:

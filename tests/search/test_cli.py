@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -72,17 +73,27 @@ print(json.dumps({"code": code, "ray_up": ray.is_initialized(), "sessions": sess
 """
 
 
-def test_a_search_that_cannot_start_stops_the_ray_it_started_at_launch(short_tmp, tmp_path: Path) -> None:
+@pytest.mark.parametrize("ctrl_c", [False, True], ids=["waited", "ctrl-c while waiting"])
+def test_a_search_that_cannot_start_stops_the_ray_it_started_at_launch(ctrl_c: bool, short_tmp,
+                                                                       tmp_path: Path) -> None:
     """`lvsearch run` starts its local Ray in the background at launch. A bad space ends the
-    command before it needs Ray: exit 2 with one line, and every process of that Ray stopped."""
+    command before it needs Ray: exit 2 with one line, and every process of that Ray stopped. A
+    Ctrl-C while it waits for that Ray is said in one more line and does not cut the stop short
+    (it raised a traceback, and a cut stop left Ray's agents running for a minute)."""
     space = tmp_path / "bad.yaml"
     space.write_text("recipe: baseline\nparams:\n  lr: {type: loguniform, low: 1e-4}\n")
-    done = subprocess.run([sys.executable, "-c", BAD_RUN, str(space)], capture_output=True, text=True, timeout=180,
-                          env={**os.environ, "RAY_TMPDIR": str(short_tmp("lvs-bad-"))})
-    assert done.returncode == 0, done.stderr[-3000:]
-    seen = json.loads(done.stdout.splitlines()[-1])
-    assert done.stderr.strip().splitlines() == [
-        f"lvsearch run: error: {space}: params.lr.high: expected a finite number, got None"]
+    env = {**os.environ, "RAY_TMPDIR": str(short_tmp("lvs-bad-"))}
+    child = subprocess.Popen([sys.executable, "-c", BAD_RUN, str(space)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=env)
+    first = child.stderr.readline()
+    if ctrl_c:
+        child.send_signal(signal.SIGINT)
+    out, rest = child.communicate(timeout=180)
+    assert child.returncode == 0, first + rest[-3000:]
+    seen = json.loads(out.splitlines()[-1])
+    assert [first.strip(), *rest.strip().splitlines()] == [
+        f"lvsearch run: error: {space}: params.lr.high: expected a finite number, got None",
+        *(["lvsearch run: interrupted (SIGINT): stopping Ray first (again to leave at once)"] if ctrl_c else [])]
     assert seen["code"] == 2 and seen["sessions"] == 1, seen  # Ray had started: the stop is tested
     assert not seen["ray_up"] and seen["left"] == [], seen
 
