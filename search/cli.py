@@ -252,40 +252,42 @@ def main(argv: list[str] | None = None, ray_at_launch: bool = False) -> int:
         driver = Driver()
     interrupts = driver.interrupts
     interrupts.install()
+    code, line = 1, None  # what an exception that escapes _dispatch (SystemExit) leaves
     try:
-        return _dispatch(args, driver)
+        code, line = _dispatch(args, driver)
     finally:
+        _end(args.command, line)
         interrupts.restore()
-        _stop_ray(args.command)
         if driver.logs is not None:
             driver.logs.close()
+    return code
 
 
-def _dispatch(args: argparse.Namespace, driver: Driver) -> int:
-    """Run the command; every way it can end becomes an exit code and at most one line."""
+def _dispatch(args: argparse.Namespace, driver: Driver) -> tuple[int, str | None]:
+    """Run the command; every way it can end becomes an exit code and at most one line, which
+    :func:`_end` prints: a signal while it is printed must not turn it into a traceback."""
     try:
-        return COMMANDS[args.command](args, driver)
+        return COMMANDS[args.command](args, driver), None
     except ERRORS as error:
-        print(f"lvsearch {args.command}: error: {error}", file=sys.stderr)
-        return NOTHING_STARTED
+        return NOTHING_STARTED, f"lvsearch {args.command}: error: {error}"
     except KeyboardInterrupt as stop:
         signum = int((stop.signum if isinstance(stop, Interrupted) else driver.interrupts.signum) or signal.SIGINT)
-        print(f"lvsearch {args.command}: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
-        return 128 + signum
+        return 128 + signum, f"lvsearch {args.command}: interrupted ({signal.Signals(signum).name})"
     except Exception as error:
         log = _write_traceback()
         started = not isinstance(error, NotStarted)
-        print(f"lvsearch {args.command}: error: {error if not started else f'{type(error).__name__}: {error}'} "
-              f"(traceback in {log}){'' if started else '; nothing was started'}", file=sys.stderr)
-        return 1 if started else NOTHING_STARTED
+        return (1 if started else NOTHING_STARTED,
+                f"lvsearch {args.command}: error: {error if not started else f'{type(error).__name__}: {error}'} "
+                f"(traceback in {log}){'' if started else '; nothing was started'}")
 
 
-def _stop_ray(command: str) -> None:
-    """Stop the Ray this command started or joined: explicitly it takes ~1.5 s, where leaving it to
-    Ray's exit hooks takes ~5 s. A background start still under way (a command that failed before
-    it needed Ray) is waited for, then stopped: left to the process's end, Ray's agents outlived it
-    by a minute. So a first Ctrl-C or SIGTERM meanwhile is only said; a second one leaves at once.
-    The exit code stays the command's: the stop does not change what the command did."""
+def _end(command: str, line: str | None) -> None:
+    """Say how the command ended, then stop the Ray it started or joined: explicitly it takes
+    ~1.5 s, where leaving it to Ray's exit hooks takes ~5 s. A background start still under way
+    (a command that failed before it needed Ray) is waited for, then stopped: left to the
+    process's end, Ray's agents outlived it by a minute. So from the command's end on, a first
+    Ctrl-C or SIGTERM is only said (one arriving while the closing line was printed raised a
+    traceback); a second one leaves at once. The exit code stays the command's."""
     signals: list[int] = []
 
     def hold(signum: int, frame: FrameType | None) -> None:
@@ -297,6 +299,9 @@ def _stop_ray(command: str) -> None:
 
     held = {signum: signal.signal(signum, hold) for signum in HANDLED}
     try:
+        if line is not None:  # in one write: a signal's line cannot come between it and its newline
+            sys.stderr.write(f"{line}\n")
+            sys.stderr.flush()
         localray.wait_for_background(raise_error=False)
         ray = sys.modules.get("ray")
         if ray is not None and ray.is_initialized():
