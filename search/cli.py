@@ -227,6 +227,8 @@ def _recent_searches(uri: str, experiment: str | None, shown: int = 5) -> list[s
 
 
 def cmd_demo(args: argparse.Namespace, driver: Driver) -> int:
+    if args.ray_at_launch:  # a local Ray comes up while the synthetic folder is written
+        localray.start_in_background(verbose=driver.detail == "verbose")
     from search.demo import run_demo
 
     return run_demo(args.out, args.tracking_uri, args.storage, driver)
@@ -241,7 +243,7 @@ SEARCHING = ("run", "resume", "demo")  # commands that run searches: their conso
 
 def main(argv: list[str] | None = None, ray_at_launch: bool = False) -> int:
     """The command in ``argv``; returns its exit code. With ``ray_at_launch`` (the console script),
-    `lvsearch run` starts its local Ray in the background at once (search.localray); in-process
+    `lvsearch run` and `demo` start their local Ray in the background at once (search.localray); in-process
     callers keep the plain order, in which Ray starts only once the search is ready for it."""
     args = build_parser().parse_args(argv)
     args.ray_at_launch = ray_at_launch

@@ -1,4 +1,4 @@
-"""The local Ray of a search: started in the background at ``lvsearch run``'s launch.
+"""The local Ray of a search: started in the background at ``lvsearch run``'s and ``demo``'s launch.
 
 On 2 cores, ``lvsearch run`` spent ~6 s importing torch, Ray Tune, MLflow and Optuna (to check the
 space and open the tracking store) with one core idle, and only then started Ray, whose own start

@@ -30,12 +30,13 @@ def test_a_bad_space_is_reported_before_mlflow_is_imported(tmp_path: Path) -> No
     assert "bad.yaml: params.lr.high: expected a finite number, got None" in done.stderr
 
 
-# As the console script runs it: a local Ray starts in the background at launch (search.localray).
+# A command as the console script runs it (argv as JSON): a local Ray starts in the background at
+# launch (search.localray).
 # The process is made a subreaper, so that a Ray process orphaned by a careless stop stays its
 # descendant and is seen; it then reports what is left once the command has returned.
 # With "ctrl-c", the process sends itself SIGINT while it prints its error line, as CI once did
 # by chance: a real signal, timed where it raised a traceback.
-BAD_RUN = """
+AT_LAUNCH = """
 import ctypes, json, os, signal, sys, time
 from pathlib import Path
 ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
@@ -46,7 +47,7 @@ class SignalInErrorLine:
         self.stream = stream
     def write(self, text):
         written = self.stream.write(text)
-        if "lvsearch run: error:" in text:
+        if ": error:" in text:
             os.kill(os.getpid(), signal.SIGINT)
         return written
     def __getattr__(self, name):
@@ -54,7 +55,7 @@ class SignalInErrorLine:
 
 if sys.argv[2:] == ["ctrl-c"]:
     sys.stderr = SignalInErrorLine(sys.stderr)
-code = main(["run", sys.argv[1]], ray_at_launch=True)
+code = main(json.loads(sys.argv[1]), ray_at_launch=True)
 
 def descendants():
     parents = {}
@@ -88,6 +89,15 @@ print(json.dumps({"code": code, "ray_up": ray.is_initialized(), "sessions": sess
 """
 
 
+def _at_launch(argv: list[str], tmp: Path, *options: str) -> tuple[dict, list[str]]:
+    """What :data:`AT_LAUNCH` saw (exit code, Ray's state and sessions, processes left), and stderr's lines."""
+    env = {**os.environ, "RAY_TMPDIR": str(tmp)}
+    done = subprocess.run([sys.executable, "-c", AT_LAUNCH, json.dumps(argv), *options], capture_output=True,
+                          text=True, env=env, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.splitlines()[-1]), done.stderr.strip().splitlines()
+
+
 @pytest.mark.parametrize("ctrl_c", [False, True], ids=["waited", "ctrl-c in the error line"])
 def test_a_search_that_cannot_start_stops_the_ray_it_started_at_launch(ctrl_c: bool, short_tmp,
                                                                        tmp_path: Path) -> None:
@@ -98,15 +108,23 @@ def test_a_search_that_cannot_start_stops_the_ray_it_started_at_launch(ctrl_c: b
     agents running for a minute."""
     space = tmp_path / "bad.yaml"
     space.write_text("recipe: baseline\nparams:\n  lr: {type: loguniform, low: 1e-4}\n")
-    env = {**os.environ, "RAY_TMPDIR": str(short_tmp("lvs-bad-"))}
-    done = subprocess.run([sys.executable, "-c", BAD_RUN, str(space), *(["ctrl-c"] if ctrl_c else [])],
-                          capture_output=True, text=True, env=env, timeout=180)
-    assert done.returncode == 0, done.stderr[-3000:]
-    seen = json.loads(done.stdout.splitlines()[-1])
-    assert done.stderr.strip().splitlines() == [
+    seen, lines = _at_launch(["run", str(space)], short_tmp("lvs-bad-"), *(["ctrl-c"] if ctrl_c else []))
+    assert lines == [
         f"lvsearch run: error: {space}: params.lr.high: expected a finite number, got None",
         *(["lvsearch run: interrupted (SIGINT): stopping Ray first (again to leave at once)"] if ctrl_c else [])]
     assert seen["code"] == 2 and seen["sessions"] == 1, seen  # Ray had started: the stop is tested
+    assert not seen["ray_up"] and seen["left"] == [], seen
+
+
+def test_the_demo_starts_its_ray_at_launch_and_stops_it_when_it_cannot_go_on(short_tmp, tmp_path: Path) -> None:
+    """`lvsearch demo` starts its Ray while it writes the synthetic folder (4-8 s sooner in all);
+    an --out it cannot write is one line, exit 2, and no Ray left."""
+    (tmp_path / "file").write_text("")
+    out = tmp_path / "file" / "out"
+    seen, lines = _at_launch(["demo", "--out", str(out), "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"],
+                             short_tmp("lvs-demo-"))
+    assert len(lines) == 1 and lines[0].startswith("lvsearch demo: error:") and str(out) in lines[0], lines
+    assert seen["code"] == 2 and seen["sessions"] == 1, seen
     assert not seen["ray_up"] and seen["left"] == [], seen
 
 
