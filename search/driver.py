@@ -42,6 +42,9 @@ class LibraryLogs:
         import ray  # noqa: F401
 
         os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # Tune's boxes and TensorBoard hint: not for this console
+        # MLflow is imported later (a bad space need not wait for it), and its import gave its
+        # logger a console handler again: "Creating initial MLflow database tables..." on screen.
+        os.environ["MLFLOW_CONFIGURE_LOGGING"] = "false"
         logging.captureWarnings(True)  # Optuna's ExperimentalWarning and friends become log lines
         optuna.logging.disable_default_handler()  # its own stderr handler
         self.route()
