@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -281,10 +282,10 @@ def test_the_mlflow_ui_serves_on_loopback_and_shows_a_search_as_people_read_it(s
     ui = subprocess.Popen([str(Path(sys.executable).parent / "lvsearch"), "ui", "--port", str(port), "--tracking-uri",
                            search["uri"]], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        printed = _lines_until(ui, "e2e's trials")
-        trials_url = printed[-1].split(": ", 1)[1]
+        printed = _lines_until(ui, "the UI answers")
+        trials_url = next(line for line in printed if "e2e's trials" in line).split(": ", 1)[1]
         base = f"http://127.0.0.1:{port}"
-        _get_when_up(base)
+        urllib.request.urlopen(base, timeout=10).read()  # said to answer: it does, at once
         mlflow = tracking.client(search["uri"])
         parent = tracking.find_search_run(mlflow, search["uri"], "e2e")
         children = tracking.trial_runs(mlflow, search["uri"], parent.info.run_id)
@@ -296,10 +297,15 @@ def test_the_mlflow_ui_serves_on_loopback_and_shows_a_search_as_people_read_it(s
         parent_page = chromium(pages["e2e"], dump=True, wait_ms=15000)
         chromium(pages[best.info.run_name], png=tmp_path / "trial.png", size=(1600, 1200), wait_ms=15000)
         listening = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True).stdout
+        ui.send_signal(signal.SIGINT)  # Ctrl-C: the server stops, in one line
+        after, _ = ui.communicate(timeout=60)
     finally:
-        ui.terminate()
-        ui.wait(30)
+        if ui.poll() is None:
+            ui.kill()
     assert {line.split()[3] for line in listening.splitlines() if line.strip()} == {f"127.0.0.1:{port}"}
+    assert ui.returncode == 0 and after.strip().splitlines()[-1] == "lvsearch ui: stopped", after
+    assert "Traceback" not in after and "INFO" not in "\n".join(printed) + after  # no uvicorn logs either
+    assert not subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True).stdout.strip()
     assert printed[0].startswith(f"MLflow UI for {search['uri']}: http://127.0.0.1:{port}/#/experiments/")
     columns = set(re.findall(r'col-id="([^"]+)"', table))
     wanted = {"tags.`lvsearch.status`", "metrics.`best_val_dice`", "metrics.`best_val_dice_ci_low`",

@@ -1,0 +1,99 @@
+"""``lvsearch ui``: MLflow's UI over a local tracking store, run as a child that this command watches.
+
+``mlflow ui`` took 13-17 s to answer on 2 cores with its default four workers (one: 8.5-10 s), and
+its address was printed long before it did; its console carried uvicorn's access log, and a
+Ctrl-C printed ~40 lines of shutdown (with one worker, a traceback: the terminal's SIGINT and
+MLflow's forwarded copy both reached uvicorn). So the server runs in its own session with one
+worker and uvicorn's warnings only; this command says when it answers, and on Ctrl-C or SIGTERM
+hands it one SIGINT, which MLflow forwards once, and says that it stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+STOP_S = 30  # a server that has not ended this long after its SIGINT is killed
+POLL_S = 0.2
+SERVER_ENV = {
+    # MLflow's job runner (a pool of huey consumers) serves GenAI features this store does not
+    # use and made the UI take ~30 s to start instead of ~10 s
+    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    # MLflow's own import of a deprecated Starlette module: nothing a user can act on
+    "PYTHONWARNINGS": "ignore:starlette.middleware.wsgi is deprecated",
+}
+
+
+class PortInUse(OSError):
+    """The UI's port is taken: nothing was started."""
+
+
+def serve(uri: str, host: str, port: int, workers: int) -> int:
+    """Serve ``uri`` until the server ends (its exit code) or Ctrl-C/SIGTERM stops it (0). The
+    caller has checked the port (:func:`check_port_free`) before it printed the addresses."""
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port),
+               "--workers", str(workers), "--uvicorn-opts", "--log-level warning"]
+    started = time.monotonic()
+    server = subprocess.Popen(command, env={**os.environ, **SERVER_ENV}, start_new_session=True)
+    try:
+        if _wait_until_up(server, _health_url(host, port)):
+            print(f"the UI answers (after {time.monotonic() - started:.1f} s): open the addresses above", flush=True)
+        code = server.wait()
+        print(f"lvsearch ui: the MLflow server ended by itself (exit {code}); its output is above", file=sys.stderr)
+        return code
+    except KeyboardInterrupt:
+        _stop(server)
+        print("lvsearch ui: stopped", file=sys.stderr)
+        return 0
+    finally:
+        _kill_session(server)  # whatever ended this command, no part of the server outlives it
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise :class:`PortInUse` if ``host:port`` cannot be bound: a server already there would
+    answer for the one this command starts."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise PortInUse(f"cannot serve on {host}:{port} ({error.strerror}): pick another --port") from None
+
+
+def _health_url(host: str, port: int) -> str:
+    """Where to ask whether the server answers: a wildcard address answers on loopback."""
+    local = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://{f'[{local}]' if ':' in local else local}:{port}/health"
+
+
+def _wait_until_up(server: subprocess.Popen, url: str) -> bool:
+    """True once ``url`` answers; False if the server ended first."""
+    while server.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return True
+        except OSError:
+            time.sleep(POLL_S)
+    return False
+
+
+def _stop(server: subprocess.Popen) -> None:
+    """One SIGINT, as a terminal's Ctrl-C would send it to the server alone; a server still there
+    after :data:`STOP_S`, or a second Ctrl-C meanwhile, gets SIGKILL, its whole session with it."""
+    try:
+        server.send_signal(signal.SIGINT)
+        server.wait(STOP_S)
+    except (KeyboardInterrupt, subprocess.TimeoutExpired):
+        _kill_session(server)
+        server.wait()
+
+
+def _kill_session(server: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):  # every process of it has ended
+        os.killpg(server.pid, signal.SIGKILL)
