@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 STOP_S = 30  # a server that has not ended this long after its SIGINT is killed
@@ -73,11 +74,16 @@ def _health_url(host: str, port: int) -> str:
 
 
 def _wait_until_up(server: subprocess.Popen, url: str) -> bool:
-    """True once ``url`` answers; False if the server ended first."""
+    """True once ``url`` answers, whatever its status (MLflow refuses a host name it does not
+    allow, yet it is up); False if the server ended first. Asked directly: an http_proxy in the
+    environment would otherwise be asked for a loopback address."""
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     while server.poll() is None:
         try:
-            with urllib.request.urlopen(url, timeout=1):
+            with direct.open(url, timeout=1):
                 return True
+        except urllib.error.HTTPError:
+            return True
         except OSError:
             time.sleep(POLL_S)
     return False

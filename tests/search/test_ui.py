@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+import http.server
 import socket
+import subprocess
+import threading
 from pathlib import Path
 
 import pytest
 
 from search import tracking
 from search.cli import main
-from search.ui import _health_url
+from search.ui import _health_url, _wait_until_up
 
 
 def test_a_taken_port_is_one_error_before_any_address_is_printed(tmp_path: Path,
@@ -33,3 +36,28 @@ def test_a_taken_port_is_one_error_before_any_address_is_printed(tmp_path: Path,
                                        ("myhost", "http://myhost:5000/health")])
 def test_readiness_is_asked_where_the_server_answers(host: str, url: str) -> None:
     assert _health_url(host, 5000) == url
+
+
+class _Refusing(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_error(403, "host not allowed")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_server_that_refuses_the_host_still_answers_and_no_proxy_is_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow answers 403 to a host name it does not allow: it is up all the same. A proxy in the
+    environment (here one that does not exist) is not asked for a loopback address."""
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    httpd = http.server.HTTPServer(("127.0.0.1", 0), _Refusing)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    stand_in = subprocess.Popen(["sleep", "60"])  # the server's process: alive throughout
+    try:
+        assert _wait_until_up(stand_in, _health_url("127.0.0.1", httpd.server_address[1]))
+    finally:
+        stand_in.kill()
+        httpd.shutdown()
+    stand_in.wait()
+    assert not _wait_until_up(stand_in, _health_url("127.0.0.1", httpd.server_address[1]))  # it ended: False
