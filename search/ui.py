@@ -61,6 +61,9 @@ def check_port_free(host: str, port: int) -> None:
     answer for the one this command starts."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # as the server binds: connections of a UI stopped a moment ago (TIME_WAIT) do not count,
+        # a socket listening there does
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as error:

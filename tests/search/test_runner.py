@@ -300,8 +300,9 @@ def test_the_mlflow_ui_serves_on_loopback_and_shows_a_search_as_people_read_it(s
         ui.send_signal(signal.SIGINT)  # Ctrl-C: the server stops, in one line
         after, _ = ui.communicate(timeout=60)
     finally:
-        if ui.poll() is None:
-            ui.kill()
+        if ui.poll() is None:  # a failure above: SIGTERM, on which lvsearch ui stops its server too
+            ui.terminate()
+            ui.wait(60)
     assert {line.split()[3] for line in listening.splitlines() if line.strip()} == {f"127.0.0.1:{port}"}
     assert ui.returncode == 0 and after.strip().splitlines()[-1] == "lvsearch ui: stopped", after
     assert "Traceback" not in after and "INFO" not in "\n".join(printed) + after  # no uvicorn logs either

@@ -10,7 +10,7 @@ import pytest
 
 from search import tracking
 from search.cli import main
-from search.ui import _health_url, _wait_until_up
+from search.ui import _health_url, _wait_until_up, check_port_free
 
 
 def test_a_taken_port_is_one_error_before_any_address_is_printed(tmp_path: Path,
@@ -61,3 +61,18 @@ def test_a_server_that_refuses_the_host_still_answers_and_no_proxy_is_asked(monk
         httpd.shutdown()
     stand_in.wait()
     assert not _wait_until_up(stand_in, _health_url("127.0.0.1", httpd.server_address[1]))  # it ended: False
+
+
+def test_a_port_whose_last_server_just_stopped_is_free() -> None:
+    """A UI stopped a moment ago leaves connections it closed first in TIME_WAIT on its port: a
+    new `lvsearch ui` there must start, as the server itself (SO_REUSEADDR) would."""
+    with socket.socket() as listening:
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            accepted, _ = listening.accept()
+            accepted.close()  # the server's side closes first: its end of the pair waits in TIME_WAIT
+            client.recv(1)
+    check_port_free("127.0.0.1", port)
