@@ -46,8 +46,9 @@ def serve(uri: str, host: str, port: int, workers: int) -> int:
         if _wait_until_up(server, _health_url(host, port)):
             print(f"the UI answers (after {time.monotonic() - started:.1f} s): open the addresses above", flush=True)
         code = server.wait()
-        print(f"lvsearch ui: the MLflow server ended by itself (exit {code}); its output is above", file=sys.stderr)
-        return code
+        how = f"exit {code}" if code >= 0 else f"killed by {signal.Signals(-code).name}"
+        print(f"lvsearch ui: the MLflow server ended by itself ({how}); its output is above", file=sys.stderr)
+        return code if code >= 0 else 128 - code  # as a shell reports a killed process: 137 for SIGKILL
     except KeyboardInterrupt:
         _stop(server)
         print("lvsearch ui: stopped", file=sys.stderr)

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
 import http.server
+import os
+import signal
 import socket
 import subprocess
+import sys
 import threading
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -76,3 +80,37 @@ def test_a_port_whose_last_server_just_stopped_is_free() -> None:
             accepted.close()  # the server's side closes first: its end of the pair waits in TIME_WAIT
             client.recv(1)
     check_port_free("127.0.0.1", port)
+
+
+def test_a_server_killed_under_the_ui_is_said_with_its_signal(tmp_path: Path) -> None:
+    """The server's process killed (the OOM killer, a stray kill -9): one line naming the signal,
+    exit 137 as a shell reports it (it was -9, so 247), and nothing of the server left."""
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    tracking.open_store(uri, create=True)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ui = subprocess.Popen([str(Path(sys.executable).parent / "lvsearch"), "ui", "--port", str(port), "--tracking-uri",
+                           uri], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert any("the UI answers" in line for line in _until(ui.stdout, "the UI answers"))
+        (server,) = subprocess.run(["pgrep", "-P", str(ui.pid)], capture_output=True, text=True).stdout.split()
+        os.kill(int(server), signal.SIGKILL)
+        _, err = ui.communicate(timeout=60)
+    finally:
+        if ui.poll() is None:
+            ui.terminate()
+            ui.wait(60)
+    assert ui.returncode == 137
+    assert err.strip().splitlines()[-1] == ("lvsearch ui: the MLflow server ended by itself (killed by SIGKILL); "
+                                            "its output is above")
+    assert not subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True).stdout.strip()
+
+
+def _until(stream: IO[str], text: str) -> list[str]:
+    lines = []
+    for line in stream:
+        lines.append(line)
+        if text in line:
+            break
+    return lines
