@@ -201,6 +201,10 @@ def cmd_ui(args: argparse.Namespace, driver: Driver) -> int:
     if not tracking.is_local(uri):
         print(f"this search logs to a tracking server: open {uri}")
         return 0
+    if not 1 <= args.port <= 65535:
+        raise ValueError(f"--port must be 1-65535, got {args.port}")
+    if args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers}")
     experiment = tracking.find_experiment(tracking.open_store(uri))
     where = f"#/experiments/{experiment}/runs" if experiment is not None else ""
     ui.check_port_free(args.host, args.port)

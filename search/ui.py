@@ -11,6 +11,7 @@ hands it one SIGINT, which MLflow forwards once, and says that it stopped.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -19,9 +20,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 
 STOP_S = 30  # a server that has not ended this long after its SIGINT is killed
 POLL_S = 0.2
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 SERVER_ENV = {
     # MLflow's job runner (a pool of huey consumers) serves GenAI features this store does not
     # use and made the UI take ~30 s to start instead of ~10 s
@@ -38,10 +41,12 @@ class PortInUse(OSError):
 def serve(uri: str, host: str, port: int, workers: int) -> int:
     """Serve ``uri`` until the server ends (its exit code) or Ctrl-C/SIGTERM stops it (0). The
     caller has checked the port (:func:`check_port_free`) before it printed the addresses."""
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port),
-               "--workers", str(workers), "--uvicorn-opts", "--log-level warning"]
+    # the registry store named (the same store, as MLflow would pick) so that MLflow does not say so
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--registry-store-uri", uri,
+               "--host", host, "--port", str(port), "--workers", str(workers), "--uvicorn-opts", "--log-level warning"]
     started = time.monotonic()
-    server = subprocess.Popen(command, env={**os.environ, **SERVER_ENV}, start_new_session=True)
+    server = subprocess.Popen(command, env={**os.environ, **SERVER_ENV}, start_new_session=True,
+                              preexec_fn=_stopped_with(os.getpid()))
     try:
         if _wait_until_up(server, _health_url(host, port)):
             print(f"the UI answers (after {time.monotonic() - started:.1f} s): open the addresses above", flush=True)
@@ -91,6 +96,22 @@ def _wait_until_up(server: subprocess.Popen, url: str) -> bool:
         except OSError:
             time.sleep(POLL_S)
     return False
+
+
+def _stopped_with(parent: int) -> Callable[[], None] | None:
+    """What the server's process runs before MLflow starts: on Linux, ask the kernel to send it
+    SIGINT, as Ctrl-C would (MLflow forwards it to uvicorn, which stops), when ``parent`` ends in
+    any way, SIGKILL included; the server would otherwise hold the port with no one to stop it."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: the child only calls it
+
+    def stop_with_parent() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGINT)
+        if os.getppid() != parent:  # the parent ended before the request was in place: no server
+            os._exit(1)
+
+    return stop_with_parent
 
 
 def _stop(server: subprocess.Popen) -> None:

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import IO
 
@@ -105,6 +106,58 @@ def test_a_server_killed_under_the_ui_is_said_with_its_signal(tmp_path: Path) ->
     assert err.strip().splitlines()[-1] == ("lvsearch ui: the MLflow server ended by itself (killed by SIGKILL); "
                                             "its output is above")
     assert not subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True).stdout.strip()
+
+
+def test_the_server_stops_when_the_ui_command_is_killed(tmp_path: Path) -> None:
+    """`lvsearch ui` itself killed (kill -9, a closed terminal's session torn down): its server,
+    in a session of its own, must not hold the port with no one left to stop it."""
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    tracking.open_store(uri, create=True)
+    port = _free_port()
+    ui = subprocess.Popen([str(Path(sys.executable).parent / "lvsearch"), "ui", "--port", str(port), "--tracking-uri",
+                           uri], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert any("the UI answers" in line for line in _until(ui.stdout, "the UI answers"))
+        server = subprocess.run(["pgrep", "-P", str(ui.pid)], capture_output=True, text=True).stdout.split()
+    finally:
+        ui.kill()
+        ui.wait(60)
+    assert len(server) == 1
+    for _ in range(150):  # the server is stopped as by Ctrl-C: ~1 s
+        if not _listening(port) and not _alive(int(server[0])):
+            break
+        time.sleep(0.2)
+    assert not _listening(port), f"a server still listens on {port} after lvsearch ui was killed"
+    assert not _alive(int(server[0]))
+
+
+@pytest.mark.parametrize("option, line", [(["--workers", "0"], "--workers must be >= 1, got 0"),
+                                          (["--port", "70000"], "--port must be 1-65535, got 70000")])
+def test_impossible_ui_options_are_one_error(tmp_path: Path, capsys: pytest.CaptureFixture[str], option: list[str],
+                                             line: str) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    tracking.open_store(uri, create=True)
+    capsys.readouterr()
+    assert main(["ui", "--tracking-uri", uri, *option]) == 2
+    assert capsys.readouterr().err.strip() == f"lvsearch ui: error: {line}"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _listening(port: int) -> bool:
+    return bool(subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True).stdout.strip())
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` is still a running process (a zombie waiting for its reaper is not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def _until(stream: IO[str], text: str) -> list[str]:
