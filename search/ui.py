@@ -20,18 +20,16 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 STOP_S = 30  # a server that has not ended this long after its SIGINT is killed
 POLL_S = 0.2
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-SERVER_ENV = {
-    # MLflow's job runner (a pool of huey consumers) serves GenAI features this store does not
-    # use and made the UI take ~30 s to start instead of ~10 s
-    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-    # MLflow's own import of a deprecated Starlette module: nothing a user can act on
-    "PYTHONWARNINGS": "ignore:starlette.middleware.wsgi is deprecated",
-}
+# MLflow's job runner (a pool of huey consumers) serves GenAI features this store does not use and
+# made the UI take ~30 s to start instead of ~10 s
+NO_JOBS = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+# MLflow's own import of a deprecated Starlette module: nothing a user can act on
+QUIET = "ignore:starlette.middleware.wsgi is deprecated"
 
 
 class PortInUse(OSError):
@@ -45,7 +43,7 @@ def serve(uri: str, host: str, port: int, workers: int) -> int:
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--registry-store-uri", uri,
                "--host", host, "--port", str(port), "--workers", str(workers), "--uvicorn-opts", "--log-level warning"]
     started = time.monotonic()
-    server = subprocess.Popen(command, env={**os.environ, **SERVER_ENV}, start_new_session=True,
+    server = subprocess.Popen(command, env=server_env(os.environ), start_new_session=True,
                               preexec_fn=_stopped_with(os.getpid()))
     try:
         if _wait_until_up(server, _health_url(host, port)):
@@ -60,6 +58,14 @@ def serve(uri: str, host: str, port: int, workers: int) -> int:
         return 0
     finally:
         _kill_session(server)  # whatever ended this command, no part of the server outlives it
+
+
+def server_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The server's environment: ``environ`` with MLflow's job runner off and one warning of
+    MLflow's silenced; the user's own warning filters still hold for every other warning (ours
+    comes last, so it wins for its one message only: a user's ``error`` must not stop the UI)."""
+    own = environ.get("PYTHONWARNINGS", "")
+    return {**environ, **NO_JOBS, "PYTHONWARNINGS": f"{own},{QUIET}" if own else QUIET}
 
 
 def check_port_free(host: str, port: int) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from search import tracking
 from search.cli import main
-from search.ui import _health_url, _wait_until_up, check_port_free
+from search.ui import QUIET, _health_url, _wait_until_up, check_port_free, server_env
 
 
 def test_a_taken_port_is_one_error_before_any_address_is_printed(tmp_path: Path,
@@ -140,6 +140,20 @@ def test_impossible_ui_options_are_one_error(tmp_path: Path, capsys: pytest.Capt
     capsys.readouterr()
     assert main(["ui", "--tracking-uri", uri, *option]) == 2
     assert capsys.readouterr().err.strip() == f"lvsearch ui: error: {line}"
+
+
+def test_the_server_keeps_the_user_s_warning_filters_but_one() -> None:
+    """A user's PYTHONWARNINGS still holds in the server, except for the one message of MLflow's
+    this command silences (a user's `error` would otherwise turn it into a server that fails)."""
+    warn = ("import warnings\n"
+            "warnings.warn('starlette.middleware.wsgi is deprecated, use a2wsgi', DeprecationWarning)\n"
+            "warnings.warn('another deprecation', DeprecationWarning)\n")
+    done = subprocess.run([sys.executable, "-c", warn], env=server_env({**os.environ, "PYTHONWARNINGS": "error"}),
+                          capture_output=True, text=True)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == "DeprecationWarning: another deprecation"
+    assert server_env({})["PYTHONWARNINGS"] == QUIET
+    assert server_env({})["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
 
 
 def _free_port() -> int:
