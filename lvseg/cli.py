@@ -1,6 +1,6 @@
 """``lvseg``: data commands that need no Ray or MLflow.
 
-    lvseg synth OUT [--videos N] [--seed S]        write a synthetic EchoNet-Dynamic folder
+    lvseg synth OUT [--videos N] [--seed S] [--frames MIN:MAX]   write a synthetic EchoNet-Dynamic folder
     lvseg cache ROOT [--cache-dir DIR]             build (or find) the frame store of a folder
     lvseg preview ROOT --out PNG                   traced frames with their masks, as a PNG
     lvseg demo [--out DIR]                         synth + cache + summary + preview
@@ -16,6 +16,7 @@ from pathlib import Path
 
 from lvseg.echonet import DataFormatError
 from lvseg.framestore import load_store
+from lvseg.synth import ECHONET_FRAMES, FRAMES
 from lvseg.video import VideoDecodeError
 
 SYNTHETIC_NOTE = (
@@ -33,6 +34,15 @@ def _store_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: all CPUs)")
 
 
+def frame_range(text: str) -> tuple[int, int]:
+    """``MIN:MAX`` (or one number: every video that long) as a pair of ints."""
+    low, _, high = text.partition(":")
+    try:
+        return int(low), int(high or low)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN:MAX frames, e.g. 100:250, got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lvseg", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -41,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("out", type=Path)
     synth.add_argument("--videos", type=int, default=50)
     synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--frames", type=frame_range, default=FRAMES, metavar="MIN:MAX",
+                       help=f"frames per video, drawn uniformly (default {FRAMES[0]}:{FRAMES[1]}, short for tests; "
+                            f"{ECHONET_FRAMES[0]}:{ECHONET_FRAMES[1]} gives EchoNet-Dynamic's mean of ~175)")
     cache = commands.add_parser("cache", help="build or find a folder's frame store")
     _store_args(cache)
     preview = commands.add_parser("preview", help="write a PNG of traced frames and masks")
@@ -84,7 +97,7 @@ def cmd_synth(args: argparse.Namespace) -> None:
     from lvseg.synth import write_synthetic
 
     started = time.perf_counter()
-    write_synthetic(args.out, videos=args.videos, seed=args.seed)
+    write_synthetic(args.out, videos=args.videos, seed=args.seed, frames=args.frames)
     print(f"wrote {args.videos} synthetic videos to {args.out} in {time.perf_counter() - started:.1f} s")
     print(SYNTHETIC_NOTE)
 

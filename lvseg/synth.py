@@ -33,6 +33,9 @@ FILELIST_HEADER = ["FileName", "EF", "ESV", "EDV", "FrameHeight", "FrameWidth", 
                    "NumberOfFrames", "Split"]
 MARKER_TEXT = "Written by `lvseg synth`: cartoons in the EchoNet-Dynamic format, not echocardiograms.\n"
 CAVITY, WALL, TISSUE = 0.06, 0.72, 0.33  # mean echo brightness of blood, myocardium, surroundings
+FRAMES = (40, 56)  # frames per video, drawn uniformly (both ends included): short, so tests stay fast
+ECHONET_FRAMES = (100, 250)  # the same draw with EchoNet-Dynamic's mean of ~175 frames per video
+SHORTEST = 8  # fewer frames may not hold a distinct ES and ED (a cycle is 18-28 frames)
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,7 @@ class Heart:
         return 0.5 * (1 - np.cos(2 * np.pi * (frame + self.offset) / self.period))
 
 
-def random_heart(rng: np.random.Generator) -> Heart:
+def random_heart(rng: np.random.Generator, frames: tuple[int, int] = FRAMES) -> Heart:
     tilt = np.deg2rad(rng.uniform(-12, 12))
     return Heart(
         apex=np.array([SIZE * 0.55 + rng.uniform(-4, 4), 14 + rng.uniform(-3, 3)]),
@@ -72,7 +75,7 @@ def random_heart(rng: np.random.Generator) -> Heart:
         wall=rng.uniform(3.0, 4.5),
         period=rng.uniform(18, 28),
         offset=rng.uniform(0, 28),
-        frames=int(rng.integers(40, 57)),
+        frames=int(rng.integers(frames[0], frames[1] + 1)),
         gain=rng.uniform(0.85, 1.15),
     )
 
@@ -170,10 +173,13 @@ def assign_splits(count: int, rng: np.random.Generator) -> list[str]:
     return [labels[i] for i in rng.permutation(count)]
 
 
-def write_synthetic(out: str | Path, videos: int = 50, seed: int = 0) -> Path:
-    """Write a synthetic EchoNet-Dynamic folder to ``out``. Deterministic for a seed."""
+def write_synthetic(out: str | Path, videos: int = 50, seed: int = 0, frames: tuple[int, int] = FRAMES) -> Path:
+    """Write a synthetic EchoNet-Dynamic folder to ``out``, each video ``frames[0]``-``frames[1]``
+    frames long. Deterministic for a seed (and a range)."""
     if videos < 1:
         raise ValueError(f"videos must be at least 1, got {videos}")
+    if not SHORTEST <= frames[0] <= frames[1]:
+        raise ValueError(f"frames must be MIN:MAX with {SHORTEST} <= MIN <= MAX, got {frames[0]}:{frames[1]}")
     out = Path(out)
     (out / VIDEOS).mkdir(parents=True, exist_ok=True)
     (out / SYNTHETIC_MARKER).write_text(MARKER_TEXT)
@@ -182,7 +188,7 @@ def write_synthetic(out: str | Path, videos: int = 50, seed: int = 0) -> Path:
     rows, tracings = [], []
     for index in range(videos):
         name = f"0X{rng.bytes(8).hex().upper()}"
-        row, traces = _write_video(out, name, splits[index], np.random.default_rng([seed, index]))
+        row, traces = _write_video(out, name, splits[index], np.random.default_rng([seed, index]), frames)
         rows.append(row)
         tracings.extend(traces)
     pd.DataFrame(rows, columns=FILELIST_HEADER).to_csv(out / FILELIST, index=False)
@@ -192,8 +198,8 @@ def write_synthetic(out: str | Path, videos: int = 50, seed: int = 0) -> Path:
     return out
 
 
-def _write_video(out: Path, name: str, split: str, rng: np.random.Generator):
-    heart = random_heart(rng)
+def _write_video(out: Path, name: str, split: str, rng: np.random.Generator, frames: tuple[int, int]):
+    heart = random_heart(rng, frames)
     cone = _cone(rng)
     grey = np.stack([render_frame(heart, f, cone, rng) for f in range(heart.frames)])
     write_video(out / VIDEOS / f"{name}.avi", np.repeat(grey[..., None], 3, axis=-1), FPS)

@@ -24,6 +24,27 @@ def test_bad_folder_is_a_one_line_error_and_exit_code_2(tmp_path: Path, capsys: 
     assert "lvseg cache: error:" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("frames, error", [
+    ("abc", "argument --frames: expected MIN:MAX frames, e.g. 100:250, got 'abc'"),
+    ("5:9", "frames must be MIN:MAX with 8 <= MIN <= MAX, got 5:9")])
+def test_synth_says_what_is_wrong_with_a_frame_range(tmp_path: Path, capsys: pytest.CaptureFixture[str], frames: str,
+                                                     error: str) -> None:
+    try:
+        code = main(["synth", str(tmp_path / "data"), "--videos", "1", "--frames", frames])
+    except SystemExit as exit_:  # argparse's own refusal of a value it cannot parse
+        code = exit_.code
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"lvseg synth: error: {error}"
+    assert not (tmp_path / "data").exists()
+
+
+def test_synth_one_number_is_every_video_that_long(tmp_path: Path) -> None:
+    import pandas as pd
+
+    assert main(["synth", str(tmp_path), "--videos", "2", "--frames", "9"]) == 0
+    assert pd.read_csv(tmp_path / "FileList.csv").NumberOfFrames.tolist() == [9, 9]
+
+
 def test_demo_writes_data_store_and_preview(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--out", str(tmp_path), "--videos", "4"]) == 0
     out = capsys.readouterr().out

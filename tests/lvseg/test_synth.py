@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from lvseg.echonet import EchoNet, read_tracings
-from lvseg.synth import FILELIST_HEADER, PIXEL_SPACING_CM, assign_splits, write_synthetic
+from lvseg.synth import FILELIST_HEADER, PIXEL_SPACING_CM, SHORTEST, assign_splits, write_synthetic
 from lvseg.video import read_video
 from lvseg.volumes import discs_volume, ejection_fraction
 
@@ -69,3 +69,24 @@ def test_split_shares(count: int, shares: tuple[int, int, int]) -> None:
 def test_rejects_zero_videos(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at least 1"):
         write_synthetic(tmp_path, videos=0)
+
+
+@pytest.mark.parametrize("frames", [(SHORTEST, SHORTEST), (60, 66)])
+def test_videos_are_as_long_as_asked_with_a_distinct_es_and_ed(tmp_path: Path, frames: tuple[int, int]) -> None:
+    """`lvseg synth --frames MIN:MAX` (bench/scale.py draws EchoNet-Dynamic-like lengths with it)."""
+    root = write_synthetic(tmp_path, videos=4, seed=3, frames=frames)
+    filelist = pd.read_csv(root / "FileList.csv")
+    assert filelist.NumberOfFrames.between(*frames).all()
+    for row in filelist.itertuples():
+        assert len(read_video(root / "Videos" / f"{row.FileName}.avi")) == row.NumberOfFrames
+    samples = list(EchoNet(root, "all"))
+    assert len(samples) == 2 * len(filelist)  # every video kept: two traced frames each
+    for es, ed in zip(samples[::2], samples[1::2], strict=True):
+        assert es.frame != ed.frame and es.mask.sum() < ed.mask.sum()
+
+
+@pytest.mark.parametrize("frames", [(SHORTEST - 1, 20), (30, 29)])
+def test_rejects_an_impossible_frame_range(tmp_path: Path, frames: tuple[int, int]) -> None:
+    with pytest.raises(ValueError, match=f"frames must be MIN:MAX with {SHORTEST} <= MIN <= MAX"):
+        write_synthetic(tmp_path, videos=1, frames=frames)
+    assert not (tmp_path / "FileList.csv").exists()
