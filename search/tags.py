@@ -12,6 +12,7 @@ HEARTBEAT_S = 30.0                    # how often a live driver writes it; three
 SAMPLES_TAG = "lvsearch.samples"      # trials the search plans, on parent runs
 GPUS_TAG = "lvsearch.gpus"            # the GPU ids Ray gave the trial (a share of one, with gpu < 1)
 DEVICE_NOTE_TAG = "lvsearch.device_note"  # why a trial given a GPU ran elsewhere
+MEMORY_SHARE_TAG = "lvsearch.memory_share"  # the part of its node's card and memory the trial's inputs may use
 CAVEATS_TAG = "lvsearch.caveats"      # what the results must not be taken for (synthetic data, random models)
 PARENT_TAG = "mlflow.parentRunId"
 DESCRIPTION_TAG = "mlflow.note.content"  # what the MLflow UI shows as a run's description
