@@ -3,9 +3,11 @@
 1. reference-style: decode the whole AVI for each traced frame (what echonet/dynamic does);
 2. from the frame store: memory-mapped arrays, decoded once (build time reported separately).
 
-Both read the same frames and masks; the script checks that they are equal.
+Both read the same frames and masks; the script checks that they are equal. Videos are as long
+as EchoNet-Dynamic's on average (100-250 frames, mean ~175: `lvseg synth --frames`); `--frames
+40:56` gives the generator's short default, as measured before 2026-12-01.
 
-    python bench/frames.py [--videos 200]
+    python bench/frames.py [--videos 200] [--frames 100:250]
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from lvseg.cli import frame_range
 from lvseg.echonet import EchoNet
 from lvseg.framestore import load_store
-from lvseg.synth import write_synthetic
+from lvseg.synth import ECHONET_FRAMES, write_synthetic
 
 
 def serve_reference(root: Path) -> tuple[float, np.ndarray]:
@@ -44,12 +47,15 @@ def serve_store(root: Path, cache: Path) -> tuple[float, np.ndarray]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", type=int, default=200)
+    parser.add_argument("--frames", type=frame_range, default=ECHONET_FRAMES, metavar="MIN:MAX",
+                        help="frames per synthetic video, drawn uniformly")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root, cache = Path(tmp) / "echonet", Path(tmp) / "cache"
         started = time.perf_counter()
-        write_synthetic(root, videos=args.videos, seed=0)
-        print(f"synthetic folder: {args.videos} videos in {time.perf_counter() - started:.1f} s")
+        write_synthetic(root, videos=args.videos, seed=0, frames=args.frames)
+        print(f"synthetic folder: {args.videos} videos of {args.frames[0]}-{args.frames[1]} frames in "
+              f"{time.perf_counter() - started:.1f} s")
         started = time.perf_counter()
         store = load_store(root, cache, progress=False)
         print(f"frame store build (one decode of every video, all CPUs): {time.perf_counter() - started:.2f} s")
