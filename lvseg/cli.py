@@ -16,7 +16,7 @@ from pathlib import Path
 
 from lvseg.echonet import DataFormatError
 from lvseg.framestore import load_store
-from lvseg.synth import ECHONET_FRAMES, FRAMES
+from lvseg.synth import ECHONET_FRAMES, FRAMES, write_synthetic
 from lvseg.video import VideoDecodeError
 
 SYNTHETIC_NOTE = (
@@ -94,8 +94,6 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_synth(args: argparse.Namespace) -> None:
-    from lvseg.synth import write_synthetic
-
     started = time.perf_counter()
     write_synthetic(args.out, videos=args.videos, seed=args.seed, frames=args.frames)
     print(f"wrote {args.videos} synthetic videos to {args.out} in {time.perf_counter() - started:.1f} s")
@@ -116,7 +114,6 @@ def cmd_preview(args: argparse.Namespace) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> None:
     from lvseg.preview import write_preview
-    from lvseg.synth import write_synthetic
 
     data = args.out / "synthetic-echonet"
     started = time.perf_counter()

@@ -9,7 +9,7 @@ them one batch ahead in a background thread).
 
 The budget is ``resident_gb`` in the recipe's config; unset, it is half of the device's free memory
 (a GPU), or a quarter of the machine's available memory (the CPU, where "the device" is RAM), and
-at most that share of the process's part of the device (:func:`share_devices`): four trials packed
+at most that share of the process's part of the device (:func:`set_device_parts`): four trials packed
 on one card (``gpu: 0.25``) start together, each sees the card's memory free, and each would
 otherwise keep up to half of it.
 """
@@ -49,17 +49,17 @@ class Kept:
 
 
 KEPT = Kept()
-SHARES: dict[str, float] = {}  # by device type: the part of the device this process may count as its own
+PARTS: dict[str, float] = {}  # by device type: the part of the device this process may count as its own
 
 
-def share_devices(cuda: float = 1.0, cpu: float = 1.0) -> None:
+def set_device_parts(cuda: float = 1.0, cpu: float = 1.0) -> None:
     """The part of each device's memory this process's trial was given by whoever packs trials
     (Ray: ``gpu: 0.25`` is a quarter of a card; a trial of 1 CPU on an 8-CPU node, an eighth of
     its memory). A process that has its devices to itself never calls this."""
-    for kind, share in (("cuda", cuda), ("cpu", cpu)):
-        if not 0 < share <= 1:
-            raise ValueError(f"a device share must be in (0, 1], got {kind} {share}")
-    SHARES.update(cuda=cuda, cpu=cpu)
+    for kind, part in (("cuda", cuda), ("cpu", cpu)):
+        if not 0 < part <= 1:
+            raise ValueError(f"a device part must be in (0, 1], got {kind} {part}")
+    PARTS.update(cuda=cuda, cpu=cpu)
 
 
 def default_budget(device: torch.device) -> int:
@@ -67,15 +67,15 @@ def default_budget(device: torch.device) -> int:
     free there, counting what it keeps already as free (it is ours to give back), and on a GPU
     what PyTorch's allocator holds unused (rows evicted for a previous trial stay reserved there,
     where the driver's free count does not see them); never more than that share of this
-    process's part of the device (:data:`SHARES`)."""
-    share = SHARES.get(device.type, 1.0)
+    process's part of the device (:data:`PARTS`)."""
+    part = PARTS.get(device.type, 1.0)
     if device.type == "cuda":
         free, total = torch.cuda.mem_get_info(device)
         cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-        return int(min(free + cached + KEPT.nbytes(device), total * share) * GPU_SHARE)
+        return int(min(free + cached + KEPT.nbytes(device), total * part) * GPU_SHARE)
     page = os.sysconf("SC_PAGE_SIZE")
     available, total = os.sysconf("SC_AVPHYS_PAGES") * page, os.sysconf("SC_PHYS_PAGES") * page
-    return int(min(available + KEPT.nbytes(device), total * share) * CPU_SHARE)
+    return int(min(available + KEPT.nbytes(device), total * part) * CPU_SHARE)
 
 
 class Streamed:

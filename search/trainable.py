@@ -32,7 +32,7 @@ from ray.tune import Checkpoint
 from lvseg.config import RecipeConfig, parse_config
 from lvseg.framestore import FrameStore, load_store
 from lvseg.recipes import get_recipe
-from lvseg.resident import share_devices
+from lvseg.resident import set_device_parts
 from lvseg.status import COMPLETED, RUNNING, Status, failed, failed_from
 from lvseg.train import BEST, LAST, RunResult
 from search import tags
@@ -150,9 +150,9 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     with tempfile.TemporaryDirectory(prefix="lvsearch-trial-") as tmp:
         workdir = Path(tmp)
         try:
-            shares = _device_shares()
-            share_devices(**shares)
-            train_config = _open_run(config, number, context, journal, key, shares)
+            parts = _device_parts()
+            set_device_parts(**parts)
+            train_config = _open_run(config, number, context, journal, key, parts)
             resume = _restore(workdir)
             reporter = _reporter(train_config, context, journal, key, workdir)
             result = get_recipe(train_config.recipe)(train_config, frame_store(context), report=reporter,
@@ -166,34 +166,35 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
 
 
 def _open_run(config: dict[str, Any], number: int, context: TrialContext, journal: Journal,
-              key: str, shares: dict[str, float]) -> RecipeConfig:
-    """Validate the trial's config and open its child run (params, node, process, device shares,
+              key: str, parts: dict[str, float]) -> RecipeConfig:
+    """Validate the trial's config and open its child run (params, node, process, device parts,
     config.yaml)."""
     train_config = parse_config(config, source=f"trial {key}")
-    share = ", ".join(f"{kind} {value:g}" for kind, value in shares.items())
+    part = ", ".join(f"{kind} {value:g}" for kind, value in parts.items())
     journal.start_run(key, run_name(context, number, config), train_config.to_dict(),
                       {tags.NODE_TAG: ray.util.get_node_ip_address(), tags.PID_TAG: str(os.getpid()),
-                       tags.MEMORY_SHARE_TAG: share, **_gpu_tags(train_config)})
+                       tags.DEVICE_PARTS_TAG: part, **_gpu_tags(train_config)})
     resolved = {**train_config.to_dict(), "data": context.data_root}  # what `lvsearch export` writes
     journal.text(key, yaml.safe_dump(resolved, sort_keys=False), "config.yaml")
     return train_config
 
 
-def _device_shares() -> dict[str, float]:
+def _device_parts() -> dict[str, float]:
     """The part of its node's devices Ray gave this trial: of a card, its GPU fraction (``gpu:
     0.25`` packs four trials on one); of the node's memory, its CPUs over the node's. Resident
     inputs (lvseg.resident) stay within half of the one and a quarter of the other, so trials
     that start together on a node cannot, between them, take more than it has."""
     assigned = ray.get_runtime_context().get_assigned_resources()
-    gpu, cpu = assigned.get("GPU", 0.0), assigned.get("CPU", 0.0)
-    return {"cuda": min(gpu, 1.0) if gpu > 0 else 1.0, "cpu": min(cpu / _node_cpus(), 1.0) if cpu > 0 else 1.0}
+    gpu, cpu, node = assigned.get("GPU", 0.0), assigned.get("CPU", 0.0), _node_cpus()
+    return {"cuda": min(gpu, 1.0) if gpu > 0 else 1.0, "cpu": min(cpu / node, 1.0) if cpu > 0 and node > 0 else 1.0}
 
 
 @functools.cache
 def _node_cpus() -> float:
-    """The CPUs Ray counts on this worker's node (asked once per worker: it stays on its node)."""
+    """The CPUs Ray counts on this worker's node, 0 if it cannot tell (asked once per worker: it
+    stays on its node)."""
     node = ray.get_runtime_context().get_node_id()
-    return next(n["Resources"].get("CPU", 1.0) for n in ray.nodes() if n["NodeID"] == node)
+    return next((n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n["NodeID"] == node), 0.0)
 
 
 def _gpu_tags(config: RecipeConfig) -> dict[str, str]:

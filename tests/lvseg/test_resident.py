@@ -76,13 +76,13 @@ def test_on_a_gpu_the_budget_counts_what_the_allocator_holds_unused(monkeypatch:
 
 
 @pytest.fixture
-def shares():
-    """Device shares set by a test, unset after it (a process that packs no trials has none)."""
-    yield resident.share_devices
-    resident.SHARES.clear()
+def parts():
+    """Device parts set by a test, unset after it (a process that packs no trials has none)."""
+    yield resident.set_device_parts
+    resident.PARTS.clear()
 
 
-def test_trials_packed_on_one_card_keep_within_their_part_of_it(monkeypatch: pytest.MonkeyPatch, shares) -> None:
+def test_trials_packed_on_one_card_keep_within_their_part_of_it(monkeypatch: pytest.MonkeyPatch, parts) -> None:
     """Four trials with `gpu: 0.25` start together and each sees the whole card free: each may keep
     half of its quarter, not half of the card (four halves would not fit)."""
     gb = 10**9
@@ -91,25 +91,25 @@ def test_trials_packed_on_one_card_keep_within_their_part_of_it(monkeypatch: pyt
     monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device: 0)
     card = torch.device("cuda", 0)
     assert resident.default_budget(card) == int(140 * gb * resident.GPU_SHARE)  # a card to itself
-    shares(cuda=0.25, cpu=1.0)
+    parts(cuda=0.25, cpu=1.0)
     assert resident.default_budget(card) == int(141 * gb * 0.25 * resident.GPU_SHARE)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (20 * gb, 141 * gb))
     assert resident.default_budget(card) == int(20 * gb * resident.GPU_SHARE)  # less free than its part
 
 
-def test_on_the_cpu_a_trial_keeps_within_its_part_of_the_node_s_memory(shares) -> None:
+def test_on_the_cpu_a_trial_keeps_within_its_part_of_the_node_s_memory(parts) -> None:
     page = os.sysconf("SC_PAGE_SIZE")
     total, available = os.sysconf("SC_PHYS_PAGES") * page, os.sysconf("SC_AVPHYS_PAGES") * page
-    shares(cuda=1.0, cpu=0.01)
+    parts(cuda=1.0, cpu=0.01)
     assert resident.default_budget(CPU) == int(min(available, total * 0.01) * resident.CPU_SHARE)
     assert resident.default_budget(CPU) <= total * 0.01 * resident.CPU_SHARE
 
 
 @pytest.mark.parametrize("cuda, cpu", [(0.0, 1.0), (1.0, 1.5), (-0.25, 1.0)])
-def test_a_device_share_outside_0_1_is_refused(cuda: float, cpu: float) -> None:
-    with pytest.raises(ValueError, match="a device share must be in"):
-        resident.share_devices(cuda=cuda, cpu=cpu)
-    assert not resident.SHARES
+def test_a_device_part_outside_0_1_is_refused(cuda: float, cpu: float) -> None:
+    with pytest.raises(ValueError, match="a device part must be in"):
+        resident.set_device_parts(cuda=cuda, cpu=cpu)
+    assert not resident.PARTS
 
 
 @pytest.mark.parametrize("name", ["dinov2_probe", "baseline", "sam_decoder"])

@@ -74,7 +74,7 @@ def test_four_trials_share_one_gpu_and_fall_back_to_cpu_with_a_notice(one_gpu_ra
                for t in trials)
     assert all(t.data.params["device"] == "auto" for t in trials)
     # each trial's inputs kept within its quarter of the card and its 0.5 of the node's 2 CPUs' memory
-    assert all(t.data.tags[tags.MEMORY_SHARE_TAG] == "cuda 0.25, cpu 0.25" for t in trials)
+    assert all(t.data.tags[tags.DEVICE_PARTS_TAG] == "cuda 0.25, cpu 0.25" for t in trials)
     latest_start = max(t.info.start_time for t in trials)
     earliest_end = min(t.info.end_time for t in trials)
     assert latest_start < earliest_end, "the four trials did not all run at once on the one GPU"
