@@ -19,7 +19,7 @@ synthesis and the frame-store build decode as many frames per video as the real 
 40:56` gives the generator's short default (the tests'). Tiny random networks: speeds, never
 accuracies.
 
-    .venv/bin/python bench/scale.py [--videos 100,400] [--frames 100:250] [--runs 50,200]   # ~6-10 min, 2 cores
+    .venv/bin/python bench/scale.py [--videos 100,400] [--frames 100:250] [--runs 50,200]   # ~4-8 min, 2 cores
 """
 
 from __future__ import annotations
