@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
@@ -26,6 +27,35 @@ def short_tmp() -> Iterator[Callable[[str], Path]]:
     yield make
     for folder in made:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def free_port() -> Callable[[], int]:
+    """``free_port()``: a loopback port nothing listens on now, for a server the test starts."""
+    return _free_port
+
+
+def _lines_until(process: subprocess.Popen, text: str) -> list[str]:
+    """What ``process`` printed, up to the first line containing ``text``."""
+    lines: list[str] = []
+    for line in process.stdout:
+        lines.append(line.rstrip("\n"))
+        if text in line:
+            return lines
+    raise AssertionError(f"{text!r} never printed: {lines}")
+
+
+@pytest.fixture(scope="session")
+def lines_until() -> Callable[[subprocess.Popen, str], list[str]]:
+    """``lines_until(process, text)``: what the process printed up to the first line with ``text``
+    (an AssertionError naming them if its output ends first)."""
+    return _lines_until
 
 
 def listening_sockets() -> set[str]:

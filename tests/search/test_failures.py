@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,18 +34,12 @@ BIN = Path(sys.executable).parent
 EPOCHS = 4
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 class Server:
     """A real `mlflow server` on 127.0.0.1 that can be killed and started again on the same port
     and database (its job runner is off: it only slows starts)."""
 
-    def __init__(self, work: Path) -> None:
-        self.port, self.work, self.process = _free_port(), work, None
+    def __init__(self, work: Path, port: int) -> None:
+        self.port, self.work, self.process = port, work, None
 
     @property
     def uri(self) -> str:
@@ -78,8 +71,8 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory):
-    running = Server(tmp_path_factory.mktemp("server"))
+def server(tmp_path_factory: pytest.TempPathFactory, free_port):
+    running = Server(tmp_path_factory.mktemp("server"), free_port())
     running.start()
     yield running
     running.kill()
@@ -213,8 +206,8 @@ def test_bad_input_starts_nothing_and_leaves_nothing(case: str, ray_local, serve
 
 @FIRST_HALF
 def test_a_tracking_server_that_is_not_there_fails_within_seconds(synthetic_root: Path, shared_cache: Path,
-                                                                   tmp_path: Path, capsys) -> None:
-    uri = f"http://127.0.0.1:{_free_port()}"
+                                                                   tmp_path: Path, capsys, free_port) -> None:
+    uri = f"http://127.0.0.1:{free_port()}"
     started = time.monotonic()
     assert main(_args(_space(tmp_path), synthetic_root, uri, tmp_path, shared_cache)) == 2
     assert time.monotonic() - started < 15
@@ -225,8 +218,9 @@ def test_a_tracking_server_that_is_not_there_fails_within_seconds(synthetic_root
 
 @SECOND_HALF
 def test_a_ray_address_that_does_not_answer_fails_within_seconds(server: Server, synthetic_root: Path,
-                                                                  shared_cache: Path, tmp_path: Path, capsys) -> None:
-    address = f"127.0.0.1:{_free_port()}"
+                                                                  shared_cache: Path, tmp_path: Path, capsys,
+                                                                  free_port) -> None:
+    address = f"127.0.0.1:{free_port()}"
     before = len(_runs(server.store))
     code = subprocess.run([str(BIN / "lvsearch"), *_args(_space(tmp_path), synthetic_root, server.uri, tmp_path,
                                                          shared_cache), "--address", address],
@@ -327,8 +321,8 @@ def test_a_trial_whose_worker_is_killed_is_retried_from_its_checkpoint(server: S
 
 @SECOND_HALF
 def test_a_tracking_outage_mid_search_loses_and_doubles_nothing(synthetic_root: Path, shared_cache: Path,
-                                                                 tmp_path: Path) -> None:
-    server = Server(tmp_path / "own-server")
+                                                                 tmp_path: Path, free_port) -> None:
+    server = Server(tmp_path / "own-server", free_port())
     server.work.mkdir()
     server.start()
     epochs = 8
@@ -358,8 +352,9 @@ def test_a_tracking_outage_mid_search_loses_and_doubles_nothing(synthetic_root: 
 
 
 @FIRST_HALF
-def test_a_server_down_at_the_end_is_synced_later(synthetic_root: Path, shared_cache: Path, tmp_path: Path) -> None:
-    server = Server(tmp_path / "own-server")
+def test_a_server_down_at_the_end_is_synced_later(synthetic_root: Path, shared_cache: Path, tmp_path: Path,
+                                                  free_port) -> None:
+    server = Server(tmp_path / "own-server", free_port())
     server.work.mkdir()
     server.start()
     args = [*_args(_space(tmp_path, samples=2, epochs=3), synthetic_root, server.uri, tmp_path, shared_cache, "later"),

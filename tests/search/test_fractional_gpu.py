@@ -5,7 +5,6 @@ id; each, finding no CUDA, runs on CPU and says so)."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -27,21 +26,15 @@ SPACE = {"recipe": "dinov2_probe",
          "resources": {"cpu": 0.5, "gpu": 0.25}}
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
-def one_gpu_ray(tmp_path: Path, short_tmp):
+def one_gpu_ray(tmp_path: Path, short_tmp, free_port):
     """A Ray head on loopback declaring one GPU this machine does not have."""
     if os.environ.get("CUDA_VISIBLE_DEVICES", "") not in ("", "-1"):
         pytest.skip("this test declares a GPU that is absent; run it where CUDA is hidden")
     env = {**os.environ, "HOME": str(tmp_path), "RAY_AUTH_MODE": "token", "PYTHONUNBUFFERED": "1"}
     subprocess.run([str(BIN / "ray"), "get-auth-token", "--generate"], env=env, capture_output=True, check=True,
                    timeout=60)
-    port = _free_port()
+    port = free_port()
     ray_dir = short_tmp("lvs-ray-")
     head = subprocess.run([str(BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
                            "--num-cpus=2", "--num-gpus=1", f"--temp-dir={ray_dir}",

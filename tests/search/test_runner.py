@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -236,7 +235,7 @@ def test_the_report_command_writes_where_asked(search: dict, tmp_path: Path, cap
     assert f"wrote {tmp_path / 'r' / 'report.html'}" in capsys.readouterr().out
 
 
-def test_the_study_persists_with_every_trials_end_and_the_dashboard_serves_it(search: dict) -> None:
+def test_the_study_persists_with_every_trials_end_and_the_dashboard_serves_it(search: dict, free_port) -> None:
     import optuna
 
     storage = f"sqlite:///{search['work'] / 'optuna.db'}"  # beside the MLflow database
@@ -246,7 +245,7 @@ def test_the_study_persists_with_every_trials_end_and_the_dashboard_serves_it(se
     counts = search["summary"]["counts"]
     assert states == sorted(["COMPLETE"] * counts["completed"] + ["PRUNED"] * counts.get("pruned", 0))
     assert all(t.intermediate_values for t in study.trials if t.state.name == "PRUNED")  # its last value kept
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([str(Path(sys.executable).parent / "optuna-dashboard"), storage, "--host", "127.0.0.1",
                                "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -257,12 +256,6 @@ def test_the_study_persists_with_every_trials_end_and_the_dashboard_serves_it(se
         server.wait(30)
     assert "e2e" in {s["study_name"] for s in json.loads(body)["study_summaries"]}
     assert {line.split()[3] for line in listening.splitlines() if line.strip()} == {f"127.0.0.1:{port}"}
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _get_when_up(url: str, seconds: float = 60) -> str:
@@ -277,12 +270,13 @@ def _get_when_up(url: str, seconds: float = 60) -> str:
 
 
 def test_the_mlflow_ui_serves_on_loopback_and_shows_a_search_as_people_read_it(search: dict, chromium, not_blank,
-                                                                                tmp_path: Path) -> None:
-    port = _free_port()
+                                                                                tmp_path: Path, free_port,
+                                                                                lines_until) -> None:
+    port = free_port()
     ui = subprocess.Popen([str(Path(sys.executable).parent / "lvsearch"), "ui", "--port", str(port), "--tracking-uri",
                            search["uri"]], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        printed = _lines_until(ui, "the UI answers")
+        printed = lines_until(ui, "the UI answers")
         trials_url = next(line for line in printed if "e2e's trials" in line).split(": ", 1)[1]
         base = f"http://127.0.0.1:{port}"
         urllib.request.urlopen(base, timeout=10).read()  # said to answer: it does, at once
@@ -319,12 +313,3 @@ def test_the_mlflow_ui_serves_on_loopback_and_shows_a_search_as_people_read_it(s
     assert "Caveats: SYNTHETIC data" in description and f"Best: {best.info.run_name}, val_dice " in description
     assert not_blank(tmp_path / "runs.png") and not_blank(tmp_path / "trial.png")
 
-
-def _lines_until(process: subprocess.Popen, text: str) -> list[str]:
-    """What ``process`` printed, up to the first line containing ``text``."""
-    lines: list[str] = []
-    for line in process.stdout:
-        lines.append(line.rstrip("\n"))
-        if text in line:
-            return lines
-    raise AssertionError(f"{text!r} never printed: {lines}")

@@ -9,7 +9,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO
 
 import pytest
 
@@ -83,52 +82,49 @@ def test_a_port_whose_last_server_just_stopped_is_free() -> None:
     check_port_free("127.0.0.1", port)
 
 
-def test_a_server_killed_under_the_ui_is_said_with_its_signal(tmp_path: Path) -> None:
-    """The server's process killed (the OOM killer, a stray kill -9): one line naming the signal,
-    exit 137 as a shell reports it (it was -9, so 247), and nothing of the server left."""
+@pytest.fixture
+def running_ui(tmp_path: Path, free_port, lines_until):
+    """`lvsearch ui` started on a new store and answering: (its process, its port, its server's pid).
+    Stopped afterwards with SIGTERM, on which it stops its server too, if a test left it running."""
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     tracking.open_store(uri, create=True)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     ui = subprocess.Popen([str(Path(sys.executable).parent / "lvsearch"), "ui", "--port", str(port), "--tracking-uri",
                            uri], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert any("the UI answers" in line for line in _until(ui.stdout, "the UI answers"))
+        lines_until(ui, "the UI answers")
         (server,) = subprocess.run(["pgrep", "-P", str(ui.pid)], capture_output=True, text=True).stdout.split()
-        os.kill(int(server), signal.SIGKILL)
-        _, err = ui.communicate(timeout=60)
+        yield ui, port, int(server)
     finally:
         if ui.poll() is None:
             ui.terminate()
             ui.wait(60)
+
+
+def test_a_server_killed_under_the_ui_is_said_with_its_signal(running_ui) -> None:
+    """The server's process killed (the OOM killer, a stray kill -9): one line naming the signal,
+    exit 137 as a shell reports it (it was -9, so 247), and nothing of the server left."""
+    ui, port, server = running_ui
+    os.kill(server, signal.SIGKILL)
+    _, err = ui.communicate(timeout=60)
     assert ui.returncode == 137
     assert err.strip().splitlines()[-1] == ("lvsearch ui: the MLflow server ended by itself (killed by SIGKILL); "
                                             "its output is above")
-    assert not subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True).stdout.strip()
+    assert not _listening(port)
 
 
-def test_the_server_stops_when_the_ui_command_is_killed(tmp_path: Path) -> None:
+def test_the_server_stops_when_the_ui_command_is_killed(running_ui) -> None:
     """`lvsearch ui` itself killed (kill -9, a closed terminal's session torn down): its server,
     in a session of its own, must not hold the port with no one left to stop it."""
-    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
-    tracking.open_store(uri, create=True)
-    port = _free_port()
-    ui = subprocess.Popen([str(Path(sys.executable).parent / "lvsearch"), "ui", "--port", str(port), "--tracking-uri",
-                           uri], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        assert any("the UI answers" in line for line in _until(ui.stdout, "the UI answers"))
-        server = subprocess.run(["pgrep", "-P", str(ui.pid)], capture_output=True, text=True).stdout.split()
-    finally:
-        ui.kill()
-        ui.wait(60)
-    assert len(server) == 1
+    ui, port, server = running_ui
+    ui.kill()
+    ui.wait(60)
     for _ in range(150):  # the server is stopped as by Ctrl-C: ~1 s
-        if not _listening(port) and not _alive(int(server[0])):
+        if not _listening(port) and not _alive(server):
             break
         time.sleep(0.2)
     assert not _listening(port), f"a server still listens on {port} after lvsearch ui was killed"
-    assert not _alive(int(server[0]))
+    assert not _alive(server)
 
 
 @pytest.mark.parametrize("option, line", [(["--workers", "0"], "--workers must be >= 1, got 0"),
@@ -156,12 +152,6 @@ def test_the_server_keeps_the_user_s_warning_filters_but_one() -> None:
     assert server_env({})["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _listening(port: int) -> bool:
     return bool(subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True).stdout.strip())
 
@@ -173,11 +163,3 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
 
-
-def _until(stream: IO[str], text: str) -> list[str]:
-    lines = []
-    for line in stream:
-        lines.append(line)
-        if text in line:
-            break
-    return lines
