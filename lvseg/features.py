@@ -13,6 +13,7 @@ import torch
 from lvseg.framecache import FrameCache, cache_path
 from lvseg.framestore import FrameStore
 from lvseg.models import dinov2
+from lvseg.train import autocast
 
 EXTRACT_BATCH = 32  # frames per backbone call
 
@@ -27,7 +28,7 @@ def feature_cache(store: FrameStore, backbone: str, image_size: int, layers: int
 
         def compute(frames: np.ndarray) -> torch.Tensor:
             batch = dinov2.as_uint8_batch(frames, device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            with autocast(device):
                 return dinov2.patch_features(model, batch, image_size, layers)
 
         return compute

@@ -86,6 +86,17 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)
 
 
+def computes_in_bf16(device: torch.device) -> bool:
+    """Whether models run under bf16 autocast on ``device``: on a GPU (tensor cores), not on a CPU,
+    where torch's bf16 kernels are fast only on CPUs with bf16 instructions and results would then
+    differ from one machine to the next."""
+    return device.type == "cuda"
+
+
+def autocast(device: torch.device) -> torch.autocast:
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=computes_in_bf16(device))
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -138,7 +149,7 @@ class Trainer:
 
     def _forward(self, x: Inputs) -> torch.Tensor:
         x = self._to_device(x)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+        with autocast(self.device):
             return (self.model(*x) if isinstance(x, tuple) else self.model(x)).float()
 
     def _target(self, data: SplitData, index: np.ndarray) -> torch.Tensor:

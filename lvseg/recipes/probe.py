@@ -23,7 +23,7 @@ from lvseg.models.dinov2 import PATCH, is_random
 from lvseg.models.heads import HEADS, build_probe
 from lvseg.recipes.base import SPLITS, TrainedRecipe, split_data
 from lvseg.resident import Float32Slots, rows_of
-from lvseg.train import SplitData, pick_device
+from lvseg.train import SplitData, computes_in_bf16, pick_device
 
 PROBE_LAYERS = (1, 4)
 
@@ -53,13 +53,20 @@ class ProbeConfig(TrainConfig):
 
 
 def feature_inputs(features: np.ndarray, rows: np.ndarray, config: ProbeConfig):
-    """``inputs(indices)`` over the split's samples -> float32 (B, C, h, w) in channels-last memory
-    on the trial's device, from the fp16 cache (resident there within the budget, channels-last
-    too, so that the cast to float32 does not permute: lvseg.resident). A 1x1 convolution over
-    channels-last input is one matrix product per batch: on this 2-core CPU a 768-channel batch of
-    64 took ~3.4 ms forward against ~37 ms over NCHW."""
+    """``inputs(indices)`` over the split's samples -> (B, C, h, w) in channels-last memory on the
+    trial's device, from the fp16 cache (resident there within the budget, channels-last too:
+    lvseg.resident). A 1x1 convolution over channels-last input is one matrix product per batch:
+    on a 2-core CPU a 768-channel batch of 64 took ~3.4 ms forward against ~37 ms over NCHW.
+
+    On a CPU the batch is cast to float32 (the head computes in float32 there). Where the model
+    runs under bf16 autocast (a GPU) the fp16 rows go to the head as they are: autocast rounds them
+    to bf16 there, the same values it made of a float32 copy (fp16 -> float32 is exact), and a
+    float32 copy would write, then be read, at twice the features' bytes on every step."""
     flat = features.reshape(-1, *features.shape[2:])  # (V*2, C, h, w) in store order
-    batch = rows_of(flat, rows, pick_device(config.device), config.resident_gb, channels_last=True)
+    device = pick_device(config.device)
+    batch = rows_of(flat, rows, device, config.resident_gb, channels_last=True)
+    if computes_in_bf16(device):
+        return batch
     cast = Float32Slots()
 
     def inputs(index: np.ndarray) -> torch.Tensor:

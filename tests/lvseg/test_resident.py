@@ -125,6 +125,40 @@ def test_resident_and_streamed_inputs_train_identically(name: str, fast_configs,
     assert histories[0] == histories[1] and len(histories[0]) == 2
 
 
+@pytest.mark.parametrize("head", ["linear", "bn_linear"])
+def test_under_bf16_autocast_the_probe_trains_on_the_fp16_rows_as_on_their_float32_copy(
+        head: str, fast_configs, small_store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A GPU's path, run on the CPU under its autocast: the probe's batches are the cache's fp16
+    rows, not a float32 copy, and training matches training on the copy: exactly for the linear
+    head (fp16 and its exact float32 copy round to the same bf16), within bf16 rounding where
+    BatchNorm normalises the rows first."""
+    from lvseg import train
+    from lvseg.recipes import probe
+
+    recipe = get_recipe("dinov2_probe")
+    config = recipe.config(**fast_configs["dinov2_probe"], head=head)
+    (cache,) = recipe.caches(config, small_store)
+    features = cache.load(progress=False)  # built before autocast is patched: other tests share it
+    monkeypatch.setattr(train, "computes_in_bf16", lambda device: True)
+    histories = {}
+    for as_fp16 in (True, False):
+        monkeypatch.setattr(probe, "computes_in_bf16", lambda device, as_fp16=as_fp16: as_fp16)
+        rows, index = np.arange(4), np.array([3, 0])
+        batch = probe.feature_inputs(features, rows, config)(index)
+        assert batch.dtype == (torch.float16 if as_fp16 else torch.float32)
+        assert batch.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(batch.float(), torch.from_numpy(features.reshape(-1, *features.shape[2:])[index]).float())
+        result = recipe(config, small_store, workdir=tmp_path / str(as_fp16))
+        histories[as_fp16] = [{k: v for k, v in epoch.items() if k != "seconds"} for epoch in result.history]
+    assert len(histories[True]) == 2
+    if head == "linear":
+        assert histories[True] == histories[False]
+    else:
+        for fp16, fp32 in zip(histories[True], histories[False], strict=True):
+            assert fp16.keys() == fp32.keys()
+            assert all(fp16[k] == pytest.approx(fp32[k], rel=1e-2, abs=1e-2) for k in fp16)
+
+
 def test_prefetched_batches_come_in_order_and_errors_surface_at_their_batch() -> None:
     def inputs(index: np.ndarray) -> torch.Tensor:
         if index[0] == 3:
