@@ -50,6 +50,7 @@ from lvseg.models.heads import build_probe
 from lvseg.models.sam import build_sam
 from lvseg.recipes.probe import ProbeConfig, feature_inputs
 from lvseg.synth import write_synthetic
+from lvseg.train import autocast
 
 SEARCH_NEEDS = ("ray", "mlflow", "optuna")
 PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12}  # dense bf16 FLOP/s, by card name
@@ -108,10 +109,6 @@ def line(name: str, per_second: float, unit: str, flops_per_item: float | None, 
     shown = f"{mfu:.1%} of bf16 peak" if mfu is not None else "MFU n/a (no known peak for this device)"
     print(f"{name:<44} {per_second:>10.1f} {unit}/s   {shown}", flush=True)
     return mfu
-
-
-def autocast(device: torch.device):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
 def dinov2_extraction(scale: Scale, device: torch.device) -> float | None:
