@@ -18,14 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from lvseg.metrics import counts_from_table, paired_dice_difference
 from lvseg.recipes import get_recipe
 from lvseg.recipes.base import PER_VIDEO
 from search import charts, tracking
 from search.export import ranked_trials
-from search.space import Param, SearchSpace, parse_space
+from search.space import Param, SearchSpace, stored_space
 from search.tags import CAVEATS_TAG
 
 TOP_TABLE, TOP_PAIRED, PER_VIDEO_TRIALS = 20, 10, 200
@@ -56,7 +55,11 @@ def _space(mlflow: Any, parent: Any) -> SearchSpace:
     (artifact,) = mlflow.list_artifacts(parent.info.run_id, "space")
     with tempfile.TemporaryDirectory() as tmp:
         text = Path(mlflow.download_artifacts(parent.info.run_id, artifact.path, tmp)).read_text()
-    return parse_space(yaml.safe_load(text), artifact.path, text)
+    space, refused = stored_space(text, artifact.path)
+    if refused:
+        print(f"note: today's {space.recipe} recipe would refuse this search's space ({refused}); "
+              f"the report shows the search as it ran", file=sys.stderr)
+    return space
 
 
 def _typed(param: Param, value: str | None) -> Any:

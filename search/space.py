@@ -140,7 +140,9 @@ def load_space(path: str | Path) -> SearchSpace:
     return parse_space(raw, str(path), text)
 
 
-def parse_space(raw: Any, source: str = "space", text: str = "") -> SearchSpace:
+def parse_space(raw: Any, source: str = "space", text: str = "", against_recipe: bool = True) -> SearchSpace:
+    """A validated space. ``against_recipe=False`` checks its structure only, not that today's
+    recipe takes its keys and values (:func:`stored_space`)."""
     if not isinstance(raw, Mapping):
         raise SpaceError(f"{source}: expected a mapping at the top level")
     _no_unknown(source, "top level", raw, TOP_KEYS)
@@ -151,6 +153,8 @@ def parse_space(raw: Any, source: str = "space", text: str = "") -> SearchSpace:
     metric, mode = _objectives(source, raw)
     fixed = dict(raw.get("fixed") or {})
     accepted -= {"recipe", "data"}  # the recipe is named once; data is the top-level `data:`
+    if not against_recipe:
+        accepted |= set(fixed) | set(raw.get("params") or {})
     _no_unknown(source, "fixed", fixed, accepted)
     params = tuple(_param(source, name, spec) for name, spec in (raw.get("params") or {}).items())
     _no_unknown(source, "params", {p.name: 1 for p in params}, accepted)
@@ -164,8 +168,21 @@ def parse_space(raw: Any, source: str = "space", text: str = "") -> SearchSpace:
     _no_unknown(source, "resources", resources, set(RESOURCE_DEFAULTS))
     space = SearchSpace(source, recipe, metric, mode, fixed, params, search, resources, raw.get("data"), text)
     _check_search(space)
+    if not against_recipe:
+        return space
     _check_against_recipe(space)
     return replace(space, max_epochs=_max_epochs(space))
+
+
+def stored_space(text: str, source: str) -> tuple[SearchSpace, str | None]:
+    """The space a search ran with, read back to look at that search (report, sync), and why
+    today's recipe would refuse it (None if it would not): a search run before the recipe renamed a
+    setting or dropped a choice is still there to be looked at, if no longer to be resumed."""
+    raw = yaml.safe_load(text)
+    try:
+        return parse_space(raw, source, text), None
+    except SpaceError as error:
+        return parse_space(raw, source, text, against_recipe=False), str(error)
 
 
 def _mapping(source: str, where: str, value: Any) -> dict[str, Any]:

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 from lvseg.status import INTERRUPTED
 from search import tracking
 from search.export import driver_alive, run_status
 from search.journal import journals
-from search.space import parse_space
+from search.space import stored_space
 from search.state import SearchState, default_storage
 from search.summary import close_parent, summarise, trials_status
 
@@ -32,7 +30,7 @@ def sync_search(name: str, storage: Path | None = None) -> int:
     if run_status(parent).kind == "running" and driver_alive(parent):
         print(f"search {name}: sent {before} tracking operation(s); the search is still running")
         return 0
-    space = parse_space(yaml.safe_load(state.space_text), state.space_file, state.space_text)
+    space, _ = stored_space(state.space_text, state.space_file)  # the search as it ran
     summary = summarise(space, state)
     status = run_status(parent)  # the ending the driver wrote to its journal, now delivered
     if status.kind == "running":  # the driver ended without one (its tracking store was down)

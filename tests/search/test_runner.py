@@ -235,6 +235,30 @@ def test_the_report_command_writes_where_asked(search: dict, tmp_path: Path, cap
     assert f"wrote {tmp_path / 'r' / 'report.html'}" in capsys.readouterr().out
 
 
+def test_a_search_today_s_recipe_would_refuse_still_gets_its_report(search: dict, tmp_path: Path, capsys) -> None:
+    """A search run before its recipe dropped a choice: its stored space (rewritten here as such
+    a search stored it) no longer passes today's checks, and the report still shows it."""
+    from urllib.parse import unquote, urlparse
+
+    mlflow = tracking.client(search["uri"])
+    parent = tracking.find_search_run(mlflow, search["uri"], "e2e")
+    (artifact,) = mlflow.list_artifacts(parent.info.run_id, "space")
+    stored = Path(unquote(urlparse(parent.info.artifact_uri).path)) / artifact.path
+    text = stored.read_text()
+    old = yaml.safe_load(text)
+    old["params"]["head"]["values"].append("mlp")  # a head this version no longer has
+    try:
+        stored.write_text(yaml.safe_dump(old))
+        assert lvsearch_main(["report", "e2e", "--out", str(tmp_path / "r"), "--tracking-uri", search["uri"]]) == 0
+    finally:
+        stored.write_text(text)
+    printed = capsys.readouterr()
+    assert "note: today's dinov2_probe recipe would refuse this search's space" in printed.err
+    assert "params.head: value 'mlp'" in printed.err and "the report shows the search as it ran" in printed.err
+    page = (tmp_path / "r" / "report.html").read_text()
+    assert "e2e" in page and {p.name for p in (tmp_path / "r").glob("*.png")} >= {"slices.png", "curves.png"}
+
+
 def test_the_study_persists_with_every_trials_end_and_the_dashboard_serves_it(search: dict, free_port) -> None:
     import optuna
 

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from lvseg.config import config_keys
-from search.space import SpaceError, load_space, parse_space
+from search.space import SpaceError, load_space, parse_space, stored_space
 
 ROOT = Path(__file__).parents[2] / "spaces"
 SPACES = sorted(ROOT.rglob("*.yaml"))
@@ -128,3 +128,25 @@ def test_a_metric_the_recipe_does_not_report_for_some_config_is_refused(split: d
     with pytest.raises(SpaceError, match="s.yaml: metric: 'val_dice' is not reported by sam_prompts with split: test; "
                                          "it reports .*test_dice,"):
         parse_space(raw, "s.yaml")
+
+
+def test_a_stored_space_today_s_recipe_refuses_is_still_read_with_the_reason() -> None:
+    raw = _space(fixed={"backbone": "tiny", "epochs": 3, "dropout": 0.1},  # a setting since removed
+                 params={"head": {"type": "choice", "values": ["linear", "mlp"]}})  # a head since dropped
+    text = yaml.safe_dump(raw)
+    with pytest.raises(SpaceError, match="dropout"):
+        parse_space(raw, "old.yaml", text)
+    space, refused = stored_space(text, "old.yaml")
+    assert refused is not None and "old.yaml: fixed: unknown key" in refused and "dropout" in refused
+    assert space.fixed["dropout"] == 0.1 and space.params[0].values == ("linear", "mlp")
+    assert space.metric == ("val_dice",) and space.text == text
+    raw["fixed"].pop("dropout")
+    assert "params.head: value 'mlp'" in stored_space(yaml.safe_dump(raw), "old.yaml")[1]
+
+
+def test_a_stored_space_today_s_recipe_takes_is_checked_in_full() -> None:
+    text = yaml.safe_dump(_space())
+    space, refused = stored_space(text, "space.yaml")
+    assert refused is None and space == parse_space(yaml.safe_load(text), "space.yaml", text)
+    with pytest.raises(SpaceError, match="sampler"):  # its structure is checked either way
+        stored_space(yaml.safe_dump(_space(search={"sampler": "bogus"})), "space.yaml")
