@@ -5,7 +5,7 @@
 3. DeepLabV3-ResNet50 training at 112 px (bf16 autocast, channels-last);
 4. one probe-head epoch over 20,000 frames of base-sized features resident on the device, and its
    time over the device's memory-traffic floor (the features' bytes / the device's copy rate; the
-   goal is within 3x);
+   goal is within 3x), in batches of 64 frames (as the recipe's batch sizes) and of 512;
 5. a 16-trial probe search with ``gpu: 0.25`` (four trials per card), wall time.
 
 Each prints images (or frames) per second and, where the FLOPs are counted (torch's
@@ -54,6 +54,8 @@ from lvseg.train import autocast
 
 SEARCH_NEEDS = ("ray", "mlflow", "optuna")
 PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12}  # dense bf16 FLOP/s, by card name
+NAME = 62  # the width of a stage's name in its line
+PROBE_BATCHES = (64, 512)  # frames a step: a recipe's batch size, and one that launches 8x fewer kernels
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,7 @@ def line(name: str, per_second: float, unit: str, flops_per_item: float | None, 
     top = peak(device)
     mfu = per_second * flops_per_item / top if top and flops_per_item else None
     shown = f"{mfu:.1%} of bf16 peak" if mfu is not None else "MFU n/a (no known peak for this device)"
-    print(f"{name:<44} {per_second:>10.1f} {unit}/s   {shown}", flush=True)
+    print(f"{name:<{NAME}} {per_second:>10.1f} {unit}/s   {shown}", flush=True)
     return mfu
 
 
@@ -171,21 +173,35 @@ def copy_gb_s(device: torch.device, nbytes: int) -> float:
 
 
 def probe_epoch(scale: Scale, device: torch.device) -> float:
-    """One epoch of a linear head over ``scale.frames`` resident fp16 feature maps (16x16 grid),
-    made into batches by the probe recipe's own ``feature_inputs``; returns its time over the
-    memory-traffic floor: the features' bytes (each read once) / the device's copy rate."""
+    """Epochs of a linear head over ``scale.frames`` resident fp16 feature maps (16x16 grid), made
+    into batches by the probe recipe's own ``feature_inputs``, in batches of each of
+    ``PROBE_BATCHES``; returns the first's time over the memory-traffic floor: the features' bytes
+    (each read once) / the device's copy rate. The larger batch shows how much of the first's
+    time is per step (kernel launches), not per byte."""
     features = np.zeros((scale.frames // 2, 2, scale.channels, 16, 16), np.float16)  # (videos, phases, ...)
     inputs = feature_inputs(features, np.arange(scale.frames), ProbeConfig(device=device.type))
+    rate = copy_gb_s(device, min(1 << 30, 8 * features.nbytes))
+    floor = features.nbytes / (rate * 1e9)
+    ratios = [_probe_epoch_seconds(scale, device, inputs, batch) / floor for batch in PROBE_BATCHES]
+    for batch, ratio in zip(PROBE_BATCHES, ratios, strict=True):
+        print(f"{f'probe-head epoch over {scale.frames:,} resident frames, batches of {batch}':<{NAME}} "
+              f"{ratio * floor * 1e3:>10.1f} ms   {ratio:.1f}x the memory-traffic floor "
+              f"({features.nbytes / 1e9:.3g} GB / {rate:.0f} GB/s copy)", flush=True)
+    return ratios[0]
+
+
+def _probe_epoch_seconds(scale: Scale, device: torch.device, inputs: Callable[[np.ndarray], torch.Tensor],
+                         batch: int) -> float:
     head = build_probe("linear", channels=scale.channels, out=1, mask_size=(112, 112)).to(device)
     head = head.to(memory_format=torch.channels_last) if device.type == "cuda" else head
     optimizer = torch.optim.AdamW(head.parameters(), lr=1e-3)
     loss_of = build_loss("bce", reduction="mean", gamma=2.0)
-    target = torch.zeros(64, 112, 112, device=device)
+    target = torch.zeros(batch, 112, 112, device=device)
     order = np.arange(scale.frames)
 
     def epoch() -> None:
-        for start in range(0, scale.frames, 64):
-            index = order[start:start + 64]
+        for start in range(0, scale.frames, batch):
+            index = order[start:start + batch]
             with autocast(device):
                 logits = head(inputs(index))
             loss = loss_of(logits.float(), target[: len(index)])
@@ -193,14 +209,7 @@ def probe_epoch(scale: Scale, device: torch.device) -> float:
             loss.backward()
             optimizer.step()
 
-    seconds = timed(epoch, 2 if scale is SMOKE else 5, device)
-    read = features.nbytes
-    rate = copy_gb_s(device, min(1 << 30, 8 * read))
-    floor = read / (rate * 1e9)
-    print(f"{'probe-head epoch over ' + format(scale.frames, ',') + ' resident frames':<44} {seconds * 1e3:>10.1f} ms"
-          f"   {seconds / floor:.1f}x the memory-traffic floor ({read / 1e9:.3g} GB / {rate:.0f} GB/s copy)",
-          flush=True)
-    return seconds / floor
+    return timed(epoch, 2 if scale is SMOKE else 5, device)
 
 
 def probe_search(scale: Scale, device: torch.device, work: Path) -> float:
@@ -222,7 +231,7 @@ def probe_search(scale: Scale, device: torch.device, work: Path) -> float:
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"lvsearch run exited {done.returncode}\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
-    print(f"{f'{scale.trials}-trial probe search, gpu {gpu:g} per trial':<44} {seconds:>10.1f} s wall", flush=True)
+    print(f"{f'{scale.trials}-trial probe search, gpu {gpu:g} per trial':<{NAME}} {seconds:>10.1f} s wall", flush=True)
     return seconds
 
 

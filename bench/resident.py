@@ -118,5 +118,6 @@ def main() -> None:
 def seconds(epochs: list[float]) -> str:
     return ", ".join(f"{s:.2f}" for s in epochs) + " s"
 
+
 if __name__ == "__main__":
     main()

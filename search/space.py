@@ -181,7 +181,7 @@ def stored_space(text: str, source: str) -> tuple[SearchSpace, str | None]:
     raw = yaml.safe_load(text)
     try:
         return parse_space(raw, source, text), None
-    except SpaceError as error:
+    except (SpaceError, ConfigError) as error:  # ConfigError: a combination of values (max epochs)
         return parse_space(raw, source, text, against_recipe=False), str(error)
 
 

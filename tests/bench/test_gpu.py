@@ -19,8 +19,10 @@ def test_the_gpu_bench_runs_every_stage_in_smoke_mode() -> None:
     for stage in ("DINOv2 tiny features", "SAM tiny image encoder", "tiny training at 112 px",
                   "probe-head epoch over 200 resident frames", "2-trial probe search"):
         assert any(line.startswith(stage) for line in lines), (stage, lines)
-    (probe,) = [line for line in lines if line.startswith("probe-head epoch")]
-    assert re.search(r" ms +\d+\.\dx the memory-traffic floor \(0\.00\d+ GB / \d+ GB/s copy\)$", probe), probe
+    probes = [line for line in lines if line.startswith("probe-head epoch")]
+    assert [line.split(",")[1].split()[-1] for line in probes] == ["64", "512"], probes  # batches of
+    for probe in probes:
+        assert re.search(r" ms +\d+\.\dx the memory-traffic floor \(0\.00\d+ GB / \d+ GB/s copy\)$", probe), probe
     assert lines[-1].startswith("gpu: 2-trial probe search ") and "MFU n/a" in lines[-1]
     assert re.search(r", probe epoch \d+\.\dx its floor \(CPU", lines[-1]), lines[-1]
 
