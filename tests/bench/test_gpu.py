@@ -20,7 +20,7 @@ def test_the_gpu_bench_runs_every_stage_in_smoke_mode() -> None:
                   "probe-head epoch over 200 resident frames", "2-trial probe search"):
         assert any(line.startswith(stage) for line in lines), (stage, lines)
     probes = [line for line in lines if line.startswith("probe-head epoch")]
-    assert [line.split(",")[1].split()[-1] for line in probes] == ["64", "512"], probes  # batches of
+    assert [re.search(r", batches of (\d+) ", line)[1] for line in probes] == ["64", "512"], probes
     for probe in probes:
         assert re.search(r" ms +\d+\.\dx the memory-traffic floor \(0\.00\d+ GB / \d+ GB/s copy\)$", probe), probe
     assert lines[-1].startswith("gpu: 2-trial probe search ") and "MFU n/a" in lines[-1]
