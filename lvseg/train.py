@@ -87,9 +87,10 @@ class RunResult:
 
 
 def computes_in_bf16(device: torch.device) -> bool:
-    """Whether models run under bf16 autocast on ``device``: on a GPU (tensor cores), not on a CPU,
-    where torch's bf16 kernels are fast only on CPUs with bf16 instructions and results would then
-    differ from one machine to the next."""
+    """Whether models run under bf16 autocast on ``device``: on a GPU (tensor cores), not on a CPU.
+    torch's bf16 kernels are fast only on CPUs with bf16 instructions (there they saved ~2 ms of a
+    ~14 ms probe step: BENCHMARKS.md), and turning bf16 on for those alone would make a trial's
+    results depend on which CPU ran it."""
     return device.type == "cuda"
 
 
