@@ -17,8 +17,6 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lvseg.status import INTERRUPTED, Status, failed, failed_from
 from search import studies, tracking, views
 from search.callbacks import TrackingCallback
@@ -30,7 +28,7 @@ from search.journal import SEARCH, Journal, journals
 from search.prepare import Prepared, check_resources, init_ray, prepare
 from search.report import write_report
 from search.samplers import PruneAwareOptunaSearch, build_sampler, build_scheduler
-from search.space import SearchSpace, parse_space
+from search.space import SearchSpace, SpaceError, stored_space
 from search.state import LOG_FILE, SearchState, default_storage
 from search.summary import (
     close_parent,
@@ -133,7 +131,10 @@ def resume_search(name: str, storage: Path | None = None, address: str | None = 
     driver = driver or Driver()
     storage = (storage or default_storage()).resolve()
     state = SearchState.load(storage, name)
-    space = parse_space(yaml.safe_load(state.space_text), state.space_file, state.space_text)
+    space, refused = stored_space(state.space_text, state.space_file)
+    if refused:  # the search ran under an older version, whose recipe took what today's does not
+        raise SpaceError(f"search {name} cannot be resumed: today's {space.recipe} recipe refuses the space it "
+                         f"ran with ({refused}); `lvsearch report` and `lvsearch export` still work on it")
     mlflow = tracking.open_store(state.tracking_uri)
     parent = mlflow.get_run(state.parent_run_id)
     if run_status(parent).kind == "running" and driver_alive(parent):

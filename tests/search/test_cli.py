@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from search.cli import build_parser, main
 
@@ -131,6 +132,23 @@ def test_the_demo_starts_its_ray_at_launch_and_stops_it_when_it_cannot_go_on(sho
 def test_resume_of_an_unknown_search_says_where_it_looked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["resume", "nothing", "--storage", str(tmp_path)]) == 2
     assert f"no search 'nothing' under {tmp_path}" in capsys.readouterr().err
+
+
+def test_a_search_today_s_recipe_refuses_cannot_be_resumed_and_says_why(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """A search run under an older version whose recipe had a head this one dropped: one line, exit
+    2, before any store or Ray is touched (the tracking URI points nowhere)."""
+    from search.state import SearchState
+
+    text = yaml.safe_dump({"recipe": "dinov2_probe", "fixed": {"backbone": "tiny"},
+                           "params": {"head": {"type": "choice", "values": ["linear", "mlp"]}}})
+    SearchState("old", "old.yaml", text, "data", "cache", f"sqlite:///{tmp_path / 'absent' / 'm.db'}", "0" * 32,
+                4).save(tmp_path)
+    assert main(["resume", "old", "--storage", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "search old cannot be resumed: today's dinov2_probe recipe refuses the space it ran " \
+        "with (old.yaml: params.head: value 'mlp'" in err[0], err
+    assert "`lvsearch report` and `lvsearch export` still work on it" in err[0] and not (tmp_path / "absent").exists()
 
 
 @pytest.mark.parametrize("command", [["list"], ["export", "s", "--out", "x.yaml"], ["ui"]])
