@@ -121,16 +121,18 @@ class Resident:
 
 
 class Float32Slots:
-    """Batches cast to float32 channels-last, written into ``SLOTS`` tensors reused in turn on a
+    """Batches cast to float32 channels-last, written into ``count`` tensors reused in turn on a
     CPU. There a new batch-sized tensor costs more than the cast itself: glibc maps each
     allocation over 32 MB afresh, and every first write to a page faults (a batch of 64
     base-sized frames, 50 MB: 30 ms into a new tensor, 5 ms into a reused one, on 2 cores). A
-    batch stays valid while ``SLOTS - 1`` more are made, which covers the consumer's batch and
-    what :func:`prefetched` queues; one thread at a time makes them. On a GPU the caching allocator
-    already reuses memory: a plain cast."""
+    batch stays valid while ``count - 1`` more are made: ``SLOTS`` covers the consumer's batch and
+    what :func:`prefetched` queues; one thread at a time makes them. A consumer that makes each
+    batch as it needs it, and is done with it when it asks for the next (the Trainer's epochs,
+    predictions and BatchNorm refresh), needs one: the same tensor, still in the CPU's cache, at
+    every step. On a GPU the caching allocator already reuses memory: a plain cast."""
 
-    def __init__(self) -> None:
-        self.slots: list[torch.Tensor | None] = [None] * SLOTS
+    def __init__(self, count: int = SLOTS) -> None:
+        self.slots: list[torch.Tensor | None] = [None] * count
         self.turn = 0
 
     def __call__(self, source: Streamed | Resident, index: np.ndarray) -> torch.Tensor:
@@ -143,7 +145,7 @@ class Float32Slots:
         return self._slot(len(batch), batch.shape[1:]).copy_(batch)
 
     def _slot(self, rows: int, shape: torch.Size) -> torch.Tensor:
-        turn, self.turn = self.turn % SLOTS, self.turn + 1
+        turn, self.turn = self.turn % len(self.slots), self.turn + 1
         slot = self.slots[turn]
         if slot is None or len(slot) < rows or slot.shape[1:] != shape:
             slot = self.slots[turn] = torch.empty((rows, *shape), dtype=torch.float32,

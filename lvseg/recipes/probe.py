@@ -22,7 +22,7 @@ from lvseg.losses import channels
 from lvseg.models.dinov2 import PATCH, is_random
 from lvseg.models.heads import HEADS, build_probe
 from lvseg.recipes.base import SPLITS, TrainedRecipe, split_data
-from lvseg.resident import Float32Slots, rows_of
+from lvseg.resident import SLOTS, Float32Slots, rows_of
 from lvseg.train import SplitData, computes_in_bf16, pick_device
 
 PROBE_LAYERS = (1, 4)
@@ -67,7 +67,8 @@ def feature_inputs(features: np.ndarray, rows: np.ndarray, config: ProbeConfig):
     batch = rows_of(flat, rows, device, config.resident_gb, channels_last=True)
     if computes_in_bf16(device):
         return batch
-    cast = Float32Slots()
+    # resident rows are cast as each batch is asked for (no prefetch): one slot, hot in the cache
+    cast = Float32Slots(SLOTS if batch.streamed else 1)
 
     def inputs(index: np.ndarray) -> torch.Tensor:
         return cast(batch, index)

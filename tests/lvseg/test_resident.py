@@ -159,6 +159,22 @@ def test_under_bf16_autocast_the_probe_trains_on_the_fp16_rows_as_on_their_float
             assert all(fp16[k] == pytest.approx(fp32[k], rel=1e-2, abs=1e-2) for k in fp16)
 
 
+@pytest.mark.parametrize("budget", [None, 0.0])
+def test_resident_probe_batches_reuse_one_float32_slot_and_streamed_ones_cycle_through_slots(budget) -> None:
+    """Resident rows are cast as each batch is asked for, so one float32 tensor serves every batch
+    (still in the CPU's cache at the next step); streamed ones are made ahead in a thread and each
+    must outlive what it makes meanwhile (the Trainer's agreement on both is
+    test_resident_and_streamed_inputs_train_identically)."""
+    from lvseg.recipes.probe import ProbeConfig, feature_inputs
+
+    features = np.arange(6 * 2 * 3 * 2 * 2, dtype=np.float16).reshape(6, 2, 3, 2, 2)  # (videos, phases, ...)
+    inputs = feature_inputs(features, np.arange(12), ProbeConfig(device="cpu", resident_gb=budget))
+    batches = [inputs(np.array([i, 11 - i])) for i in range(6)]
+    assert [b.dtype for b in batches] == [torch.float32] * 6
+    assert torch.equal(batches[-1], torch.from_numpy(features.reshape(12, 3, 2, 2)[[5, 6]]).float())
+    assert len({b.data_ptr() for b in batches}) == (1 if budget is None else resident.SLOTS)
+
+
 def test_prefetched_batches_come_in_order_and_errors_surface_at_their_batch() -> None:
     def inputs(index: np.ndarray) -> torch.Tensor:
         if index[0] == 3:
