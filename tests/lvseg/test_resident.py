@@ -114,11 +114,14 @@ def test_a_device_part_outside_0_1_is_refused(cuda: float, cpu: float) -> None:
 
 @pytest.mark.parametrize("name", ["dinov2_probe", "baseline", "sam_decoder"])
 def test_resident_and_streamed_inputs_train_identically(name: str, fast_configs, small_store, tmp_path: Path) -> None:
+    """Batches of one video (two frames), so that the train split has two: a resident probe batch
+    shares its one float32 slot with the next (lvseg.resident.Float32Slots), and a consumer still
+    using a batch when it asks for the next would train on the wrong frames here."""
     recipe = get_recipe(name)
     histories = []
     for budget in (None, 0.0):
         KEPT.clear()
-        config = recipe.config(**fast_configs[name], resident_gb=budget)
+        config = recipe.config(**{**fast_configs[name], "batch_size": 1}, resident_gb=budget)
         result = recipe(config, small_store, workdir=tmp_path / str(budget))
         assert bool(KEPT.tensors) == (budget is None)  # kept on the device, or really streamed
         histories.append([{k: v for k, v in epoch.items() if k != "seconds"} for epoch in result.history])
