@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from lvseg.losses import LOSSES, build_loss, channels, foreground_logit
 
@@ -34,6 +35,37 @@ def test_sum_is_mean_times_pixels_for_bce() -> None:
     target, logits = _target(), torch.randn(2, 1, 8, 8)
     assert build_loss("bce", reduction="sum", gamma=2.0)(logits, target) == pytest.approx(
         build_loss("bce", reduction="mean", gamma=2.0)(logits, target).item() * 128, rel=1e-5)
+
+
+def _bce_logits(kind: str, target: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    noise = torch.randn(target.shape, generator=generator, dtype=target.dtype)
+    if kind == "confident":  # right by ~12: each pixel's loss ~1e-5, all in the log1p term
+        return ((2 * target - 1) * 12 + noise)[:, None]
+    return (noise * (3.0 if kind == "moderate" else 1e4))[:, None]
+
+
+# how close to torch's own BCE in float32: a confident head's loss is ~1e-5 a pixel, where float32's
+# exp() alone is good to ~1e-4 of it (torch's kernel differs as much from float64)
+BCE_TOLERANCE = {"moderate": 1e-6, "huge": 1e-6, "confident": 1e-3}
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kind", sorted(BCE_TOLERANCE))
+def test_bce_equals_torchs_in_value_and_gradient(reduction: str, dtype: torch.dtype, kind: str) -> None:
+    """Our BCE (its own passes, not torch's kernel) against torch's: logits of a head in training,
+    of a confident head, and far beyond where sigmoid saturates; both targets."""
+    generator = torch.Generator().manual_seed(0)
+    target = (torch.rand(3, 37, 41, generator=generator) > 0.5).to(dtype)
+    logits = _bce_logits(kind, target, generator)
+    ours, theirs = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    value = build_loss("bce", reduction=reduction, gamma=2.0)(ours, target)
+    expected = F.binary_cross_entropy_with_logits(theirs[:, 0], target, reduction=reduction)
+    value.backward()
+    expected.backward()
+    tolerance = BCE_TOLERANCE[kind] if dtype == torch.float32 else 1e-10
+    assert value.item() == pytest.approx(expected.item(), rel=tolerance)
+    assert torch.allclose(ours.grad, theirs.grad, rtol=1e-6, atol=1e-12)
 
 
 @pytest.mark.parametrize("gamma", [0.0, 2.0, 3.5])
