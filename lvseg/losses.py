@@ -57,8 +57,11 @@ class _LogitBCE(torch.autograd.Function):
 
 
 def bce(logits: torch.Tensor, target: torch.Tensor, *, reduction: str, gamma: float) -> torch.Tensor:
+    z = foreground_logit(logits)
+    if z.shape != target.shape:  # torch's loss refused this too; in-place ops would broadcast it
+        raise ValueError(f"BCE: target of shape {tuple(target.shape)} for logits {tuple(logits.shape)}")
     scale = 1.0 if reduction == "sum" else 1.0 / max(target.numel(), 1)
-    return _LogitBCE.apply(foreground_logit(logits), target, scale)
+    return _LogitBCE.apply(z, target, scale)
 
 
 def ce(logits: torch.Tensor, target: torch.Tensor, *, reduction: str, gamma: float) -> torch.Tensor:

@@ -68,6 +68,11 @@ def test_bce_equals_torchs_in_value_and_gradient(reduction: str, dtype: torch.dt
     assert torch.allclose(ours.grad, theirs.grad, rtol=1e-6, atol=1e-12)
 
 
+def test_bce_refuses_a_target_that_would_only_broadcast() -> None:
+    with pytest.raises(ValueError, match=r"target of shape \(1, 8, 8\) for logits \(2, 1, 8, 8\)"):
+        build_loss("bce", reduction="mean", gamma=2.0)(torch.zeros(2, 1, 8, 8), torch.zeros(1, 8, 8))
+
+
 @pytest.mark.parametrize("gamma", [0.0, 2.0, 3.5])
 def test_focal_equals_torchvisions_sigmoid_focal_loss(gamma: float) -> None:
     from torchvision.ops import sigmoid_focal_loss
