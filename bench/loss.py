@@ -1,6 +1,7 @@
-"""BCE at mask size, forward and backward: lvseg's loss (lvseg.losses.bce) against torch's
-``binary_cross_entropy_with_logits`` on the logit channel selected as lvseg did before, timed in
-turns in one process (this machine's speed drifts between runs more than the difference).
+"""BCE and focal loss at mask size, forward and backward: lvseg's (lvseg.losses) against what they
+were, torch's ``binary_cross_entropy_with_logits`` and torchvision's ``sigmoid_focal_loss`` (the
+same formula lvseg's focal had) on the logit channel selected as lvseg did, timed in turns in one
+process (this machine's speed drifts between runs more than the difference).
 
 A probe step's loss: 64 masks of 112 x 112 (a batch of 32 videos, two traced frames each), logits
 of a head in training (random, spread ~3). Speeds only.
@@ -17,14 +18,20 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from torchvision.ops import sigmoid_focal_loss
 
-from lvseg.losses import build_loss
+from lvseg.losses import FOCAL_ALPHA, build_loss
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+GAMMA = 2.0  # the config's default focal_gamma
 
 
-def torchs(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def torchs_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits[:, 0], target)
+
+
+def torchvisions_focal(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return sigmoid_focal_loss(logits[:, 0], target, alpha=FOCAL_ALPHA, gamma=GAMMA, reduction="mean")
 
 
 def step_seconds(loss: Loss, logits: torch.Tensor, target: torch.Tensor) -> float:
@@ -32,6 +39,15 @@ def step_seconds(loss: Loss, logits: torch.Tensor, target: torch.Tensor) -> floa
     started = time.perf_counter()
     loss(logits, target).backward()
     return time.perf_counter() - started
+
+
+def median_ms(pair: dict[str, Loss], logits: torch.Tensor, target: torch.Tensor, rounds: int) -> dict[str, float]:
+    """Each loss's median step in ms, the two timed in turns; the first tenth of the turns dropped."""
+    seconds: dict[str, list[float]] = {name: [] for name in pair}
+    for _ in range(rounds):
+        for name, loss in pair.items():
+            seconds[name].append(step_seconds(loss, logits, target))
+    return {name: statistics.median(values[len(values) // 10:]) * 1e3 for name, values in seconds.items()}
 
 
 def main() -> None:
@@ -42,16 +58,15 @@ def main() -> None:
     generator = torch.Generator().manual_seed(0)
     target = (torch.rand(args.masks, 112, 112, generator=generator) > 0.7).float()
     logits = (torch.randn(args.masks, 1, 112, 112, generator=generator) * 3).requires_grad_()
-    losses = {"torch": torchs, "lvseg": build_loss("bce", reduction="mean", gamma=2.0)}
-    seconds: dict[str, list[float]] = {name: [] for name in losses}
-    for _ in range(args.rounds):
-        for name, loss in losses.items():
-            seconds[name].append(step_seconds(loss, logits, target))
-    ms = {name: statistics.median(values[len(values) // 10:]) * 1e3 for name, values in seconds.items()}
-    print(f"BCE forward + backward over {args.masks} masks of 112 px, median of {args.rounds} turns each "
-          f"(first tenth dropped): torch {ms['torch']:.2f} ms, lvseg {ms['lvseg']:.2f} ms "
-          f"({torch.get_num_threads()} torch threads)")
-    print(f"bce speed-up: {ms['torch'] / ms['lvseg']:.2f}x")
+    pairs = {"bce": {"before": torchs_bce, "lvseg": build_loss("bce", reduction="mean", gamma=GAMMA)},
+             "focal": {"before": torchvisions_focal, "lvseg": build_loss("focal", reduction="mean", gamma=GAMMA)}}
+    speed_ups = []
+    for name, pair in pairs.items():
+        ms = median_ms(pair, logits, target, args.rounds)
+        print(f"{name} forward + backward over {args.masks} masks of 112 px, median of {args.rounds} turns each: "
+              f"before {ms['before']:.2f} ms, lvseg {ms['lvseg']:.2f} ms ({torch.get_num_threads()} torch threads)")
+        speed_ups.append(f"{name} {ms['before'] / ms['lvseg']:.2f}x")
+    print(f"loss speed-up: {', '.join(speed_ups)}")
 
 
 if __name__ == "__main__":

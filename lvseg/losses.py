@@ -85,13 +85,18 @@ def bce_dice(logits: torch.Tensor, target: torch.Tensor, *, reduction: str, gamm
 
 
 def focal(logits: torch.Tensor, target: torch.Tensor, *, reduction: str, gamma: float) -> torch.Tensor:
-    """Sigmoid focal loss: BCE scaled by (1 - p_t)^gamma and weighted by FOCAL_ALPHA for the LV."""
+    """Sigmoid focal loss: BCE scaled by (1 - p_t)^gamma and weighted by FOCAL_ALPHA for the LV.
+
+    Through the logit of the wrong class, m = z(1 - 2y) for a target in {0, 1}: -log p_t is
+    softplus(m) and 1 - p_t is sigmoid(m), each in one pass and to float32's precision where a head
+    is confident (1 - sigmoid(z) rounds 1 - p_t to a few digits: 2-3e-4 off a confident head's loss;
+    this form, 4e-8), forward and backward 1.3-1.4x as fast (bench/loss.py). sigmoid(m) is kept
+    above 0, where gamma < 1 would make its power's gradient infinite (and the step NaN)."""
     z = foreground_logit(logits)
-    probability = torch.sigmoid(z)
-    cross = F.binary_cross_entropy_with_logits(z, target, reduction="none")
-    p_t = probability * target + (1 - probability) * (1 - target)
-    alpha_t = FOCAL_ALPHA * target + (1 - FOCAL_ALPHA) * (1 - target)
-    return _reduce(alpha_t * cross * (1 - p_t) ** gamma, reduction)
+    wrong = z * (1 - 2 * target)
+    alpha_t = (1 - FOCAL_ALPHA) + (2 * FOCAL_ALPHA - 1) * target
+    modulation = torch.sigmoid(wrong).clamp(min=torch.finfo(wrong.dtype).tiny) ** gamma
+    return _reduce(alpha_t * F.softplus(wrong) * modulation, reduction)
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,7 @@ def test_bce_equals_torchs_in_value_and_gradient(reduction: str, dtype: torch.dt
     ours, theirs = logits.clone().requires_grad_(), logits.clone().requires_grad_()
     value = build_loss("bce", reduction=reduction, gamma=2.0)(ours, target)
     exact = F.binary_cross_entropy_with_logits(logits[:, 0].double(), target.double(), reduction=reduction)
-    assert value.item() == pytest.approx(exact.item(), rel=1e-6 if dtype == torch.float32 else 1e-12)
+    assert value.item() == pytest.approx(exact.item(), rel=1e-6 if dtype == torch.float32 else 1e-12, abs=0)
     value.backward()
     F.binary_cross_entropy_with_logits(theirs[:, 0], target, reduction=reduction).backward()
     assert torch.allclose(ours.grad, theirs.grad, rtol=1e-6, atol=1e-12)
@@ -77,6 +77,28 @@ def test_focal_equals_torchvisions_sigmoid_focal_loss(gamma: float) -> None:
     ours = build_loss("focal", reduction="mean", gamma=gamma)(logits, target)
     assert ours == pytest.approx(sigmoid_focal_loss(logits[:, 0], target, gamma=gamma, reduction="mean").item(),
                                  rel=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["moderate", "confident"])
+def test_focal_in_float32_is_within_1e6_of_float64(kind: str) -> None:
+    """A confident head's focal loss in float32 against torchvision's formula in float64 (computed
+    as 1 - sigmoid(z) in float32, it was 1.7e-4 off)."""
+    from torchvision.ops import sigmoid_focal_loss
+
+    generator = torch.Generator().manual_seed(0)
+    target = (torch.rand(3, 37, 41, generator=generator) > 0.5).float()
+    logits = _bce_logits(kind, target, generator)
+    exact = sigmoid_focal_loss(logits[:, 0].double(), target.double(), gamma=2.0, reduction="mean")
+    ours = build_loss("focal", reduction="mean", gamma=2.0)(logits, target)
+    assert ours.item() == pytest.approx(exact.item(), rel=1e-6, abs=0)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+def test_focal_gradients_stay_finite_where_sigmoid_saturates(gamma: float) -> None:
+    target = torch.tensor([[[1.0, 0.0, 1.0, 0.0]]])
+    logits = torch.tensor([[[[200.0, -200.0, -200.0, 200.0]]]], requires_grad=True)
+    build_loss("focal", reduction="mean", gamma=gamma)(logits, target).backward()
+    assert torch.isfinite(logits.grad).all(), logits.grad
 
 
 def test_two_channel_foreground_logit_is_the_softmax_log_odds() -> None:
