@@ -59,11 +59,8 @@ class _LogitBCE(torch.autograd.Function):
 
 
 def bce(logits: torch.Tensor, target: torch.Tensor, *, reduction: str, gamma: float) -> torch.Tensor:
-    z = foreground_logit(logits)
-    if z.shape != target.shape:  # torch's loss refused this too; in-place ops would broadcast it
-        raise ValueError(f"BCE: target of shape {tuple(target.shape)} for logits {tuple(logits.shape)}")
     scale = 1.0 if reduction == "sum" else 1.0 / max(target.numel(), 1)
-    return _LogitBCE.apply(z, target, scale)
+    return _LogitBCE.apply(foreground_logit(logits), target, scale)
 
 
 def ce(logits: torch.Tensor, target: torch.Tensor, *, reduction: str, gamma: float) -> torch.Tensor:
@@ -119,4 +116,15 @@ def build_loss(name: str, *, reduction: str, gamma: float) -> Callable[[torch.Te
     fn = lookup(LOSSES, name, "loss").fn
     if reduction not in REDUCTIONS:
         raise ValueError(f"unknown loss reduction {reduction!r}; known: {', '.join(REDUCTIONS)}")
-    return lambda logits, target: fn(logits, target, reduction=reduction, gamma=gamma)
+    def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        _check_shapes(logits, target)
+        return fn(logits, target, reduction=reduction, gamma=gamma)
+
+    return loss
+
+
+def _check_shapes(logits: torch.Tensor, target: torch.Tensor) -> None:
+    """(B, C, H, W) logits need a (B, H, W) target. torch's BCE refused any other; the losses
+    written here (BCE's in-place passes, focal, Dice) would broadcast it without a word."""
+    if logits.ndim != 4 or (logits.shape[0], *logits.shape[2:]) != tuple(target.shape):
+        raise ValueError(f"loss: target of shape {tuple(target.shape)} for logits {tuple(logits.shape)}")

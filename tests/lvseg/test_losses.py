@@ -64,9 +64,11 @@ def test_bce_equals_torchs_in_value_and_gradient(reduction: str, dtype: torch.dt
     assert torch.allclose(ours.grad, theirs.grad, rtol=1e-6, atol=1e-12)
 
 
-def test_bce_refuses_a_target_that_would_only_broadcast() -> None:
-    with pytest.raises(ValueError, match=r"target of shape \(1, 8, 8\) for logits \(2, 1, 8, 8\)"):
-        build_loss("bce", reduction="mean", gamma=2.0)(torch.zeros(2, 1, 8, 8), torch.zeros(1, 8, 8))
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_every_loss_refuses_a_target_that_would_only_broadcast(name: str) -> None:
+    logits = torch.zeros(2, channels(name), 8, 8)
+    with pytest.raises(ValueError, match=rf"target of shape \(1, 8, 8\) for logits \(2, {channels(name)}, 8, 8\)"):
+        build_loss(name, reduction="mean", gamma=2.0)(logits, torch.zeros(1, 8, 8))
 
 
 @pytest.mark.parametrize("gamma", [0.0, 2.0, 3.5])
