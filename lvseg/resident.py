@@ -120,36 +120,35 @@ class Resident:
         return out
 
 
-class Float32Slots:
-    """Batches cast to float32 channels-last, written into ``count`` tensors reused in turn on a
-    CPU. There a new batch-sized tensor costs more than the cast itself: glibc maps each
-    allocation over 32 MB afresh, and every first write to a page faults (a batch of 64
-    base-sized frames, 50 MB: 30 ms into a new tensor, 5 ms into a reused one, on 2 cores). A
-    batch stays valid while ``count - 1`` more are made: ``SLOTS`` covers the consumer's batch and
-    what :func:`prefetched` queues; one thread at a time makes them. A consumer that makes each
-    batch as it needs it, and is done with it when it asks for the next (the Trainer's epochs,
-    predictions and BatchNorm refresh), needs one: the same tensor, still in the CPU's cache, at
-    every step. On a GPU the caching allocator already reuses memory: a plain cast."""
+class BatchSlots:
+    """Batches in ``dtype`` (cast if need be), channels-last, written into ``count`` tensors reused
+    in turn on a CPU. There a new batch-sized tensor costs more than the cast itself: glibc maps
+    each allocation over 32 MB afresh, and every first write to a page faults (a batch of 64
+    base-sized frames, 50 MB in float32: 30 ms into a new tensor, 5 ms into a reused one, on 2
+    cores). A batch stays valid while ``count - 1`` more are made: ``SLOTS`` covers the consumer's
+    batch and what :func:`prefetched` queues; one thread at a time makes them. A consumer that
+    makes each batch as it needs it, and is done with it when it asks for the next (the Trainer's
+    epochs, predictions and BatchNorm refresh), needs one: the same tensor, still in the CPU's
+    cache, at every step. On a GPU the caching allocator already reuses memory: a plain cast."""
 
-    def __init__(self, count: int = SLOTS) -> None:
+    def __init__(self, count: int = SLOTS, dtype: torch.dtype = torch.float32) -> None:
         self.slots: list[torch.Tensor | None] = [None] * count
-        self.turn = 0
+        self.turn, self.dtype = 0, dtype
 
     def __call__(self, source: Streamed | Resident, index: np.ndarray) -> torch.Tensor:
-        """``source(index)`` as float32 channels-last."""
+        """``source(index)`` in ``dtype``, channels-last."""
         if isinstance(source, Resident) and source.values.device.type == "cpu":
             return source.cast_into(index, self._slot(len(index), source.values.shape[1:]))
         batch = source(index)
         if batch.device.type != "cpu":
-            return batch.to(torch.float32, memory_format=torch.channels_last)
+            return batch.to(self.dtype, memory_format=torch.channels_last)
         return self._slot(len(batch), batch.shape[1:]).copy_(batch)
 
     def _slot(self, rows: int, shape: torch.Size) -> torch.Tensor:
         turn, self.turn = self.turn % len(self.slots), self.turn + 1
         slot = self.slots[turn]
         if slot is None or len(slot) < rows or slot.shape[1:] != shape:
-            slot = self.slots[turn] = torch.empty((rows, *shape), dtype=torch.float32,
-                                                  memory_format=torch.channels_last)
+            slot = self.slots[turn] = torch.empty((rows, *shape), dtype=self.dtype, memory_format=torch.channels_last)
         return slot[:rows]  # a slice of the batch dimension stays channels-last
 
 
@@ -229,12 +228,17 @@ def _copied(array: np.ndarray, rows: np.ndarray, device: torch.device, channels_
     """``array[rows]`` on ``device``, copied a chunk of rows at a time: the host holds one chunk
     beside the result, not a second copy of the split."""
     layout = torch.channels_last if channels_last else torch.contiguous_format
-    values = torch.empty((len(rows), *array.shape[1:]), dtype=torch.from_numpy(np.empty(0, array.dtype)).dtype,
-                         device=device, memory_format=layout)
+    values = torch.empty((len(rows), *array.shape[1:]), dtype=torch_dtype(array.dtype), device=device,
+                         memory_format=layout)
     step = max(1, CHUNK_BYTES // max(array[:1].nbytes, 1))
     for start in range(0, len(rows), step):
         values[start:start + step].copy_(torch.from_numpy(np.ascontiguousarray(array[rows[start:start + step]])))
     return values
+
+
+def torch_dtype(dtype: np.dtype) -> torch.dtype:
+    """The torch dtype of a numpy dtype (of a cache's values)."""
+    return torch.from_numpy(np.empty(0, dtype)).dtype
 
 
 def _evict(device: torch.device, keep_at_most: int) -> None:

@@ -22,7 +22,7 @@ from lvseg.losses import channels
 from lvseg.models.dinov2 import PATCH, is_random
 from lvseg.models.heads import HEADS, build_probe
 from lvseg.recipes.base import SPLITS, TrainedRecipe, split_data
-from lvseg.resident import SLOTS, Float32Slots, rows_of
+from lvseg.resident import SLOTS, BatchSlots, rows_of, torch_dtype
 from lvseg.train import SplitData, computes_in_bf16, pick_device
 
 PROBE_LAYERS = (1, 4)
@@ -58,20 +58,22 @@ def feature_inputs(features: np.ndarray, rows: np.ndarray, config: ProbeConfig):
     lvseg.resident). A 1x1 convolution over channels-last input is one matrix product per batch:
     on a 2-core CPU a 768-channel batch of 64 took ~3.4 ms forward against ~37 ms over NCHW.
 
-    On a CPU the batch is cast to float32 (the head computes in float32 there). Where the model
-    runs under bf16 autocast (a GPU) the fp16 rows go to the head as they are: autocast rounds them
-    to bf16 there, the same values it made of a float32 copy (fp16 -> float32 is exact), and a
-    float32 copy would write, then be read, at twice the features' bytes on every step."""
+    The fp16 rows go to the head as they are where it can take them: under bf16 autocast (a GPU),
+    which rounds them to bf16, the same values it made of a float32 copy (fp16 -> float32 is
+    exact), and to the linear head on a CPU, which computes in float32 without a copy of the batch
+    (lvseg.models.halflinear). A float32 copy would write, then be read, at twice the features'
+    bytes on every step. The other heads' BatchNorm wants float32 on a CPU: their batch is cast."""
     flat = features.reshape(-1, *features.shape[2:])  # (V*2, C, h, w) in store order
     device = pick_device(config.device)
     batch = rows_of(flat, rows, device, config.resident_gb, channels_last=True)
     if computes_in_bf16(device):
         return batch
-    # resident rows are cast as each batch is asked for (no prefetch): one slot, hot in the cache
-    cast = Float32Slots(SLOTS if batch.streamed else 1)
+    dtype = torch_dtype(flat.dtype) if config.head == "linear" else torch.float32
+    # resident rows are gathered as each batch is asked for (no prefetch): one slot, hot in the cache
+    slots = BatchSlots(SLOTS if batch.streamed else 1, dtype)
 
     def inputs(index: np.ndarray) -> torch.Tensor:
-        return cast(batch, index)
+        return slots(batch, index)
 
     inputs.streamed = batch.streamed
     return inputs

@@ -78,3 +78,20 @@ def test_the_linear_head_is_a_1x1_convolution_and_loads_its_checkpoints() -> Non
     features = torch.randn(5, 24, 16, 16)
     for layout in (torch.contiguous_format, torch.channels_last):
         assert torch.allclose(head(features.contiguous(memory_format=layout)), convolution(features), atol=1e-5)
+
+
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
+def test_the_linear_head_takes_fp16_features_as_their_float32_copy(layout: torch.memory_format) -> None:
+    """The cache's rows as they are, on a CPU outside autocast: the logits and the parameters'
+    gradients are those over a float32 copy of the features."""
+    torch.manual_seed(0)
+    features = torch.randn(3, 24, 5, 5).half().contiguous(memory_format=layout)
+    heads = [PatchLinear(24, 2) for _ in range(2)]
+    heads[1].load_state_dict(heads[0].state_dict())
+    upstream = torch.randn(3, 2, 5, 5)
+    logits = [head(x) for head, x in zip(heads, (features, features.float()), strict=True)]
+    assert logits[0].dtype == torch.float32 and torch.equal(logits[0], logits[1])
+    for out in logits:
+        (out * upstream).sum().backward()
+    for ours, copy in zip(heads[0].parameters(), heads[1].parameters(), strict=True):
+        assert torch.allclose(ours.grad, copy.grad, rtol=1e-6, atol=1e-6)

@@ -115,7 +115,7 @@ def test_a_device_part_outside_0_1_is_refused(cuda: float, cpu: float) -> None:
 @pytest.mark.parametrize("name", ["dinov2_probe", "baseline", "sam_decoder"])
 def test_resident_and_streamed_inputs_train_identically(name: str, fast_configs, small_store, tmp_path: Path) -> None:
     """Batches of one video (two frames), so that the train split has two: a resident probe batch
-    shares its one float32 slot with the next (lvseg.resident.Float32Slots), and a consumer still
+    shares its one slot with the next (lvseg.resident.BatchSlots), and a consumer still
     using a batch when it asks for the next would train on the wrong frames here."""
     recipe = get_recipe(name)
     histories = []
@@ -146,6 +146,8 @@ def test_under_bf16_autocast_the_probe_trains_on_the_fp16_rows_as_on_their_float
     histories = {}
     for as_fp16 in (True, False):
         monkeypatch.setattr(probe, "computes_in_bf16", lambda device, as_fp16=as_fp16: as_fp16)
+        # the copy: float32 batches for every head (outside autocast the linear head takes fp16)
+        monkeypatch.setattr(probe, "torch_dtype", lambda dtype: torch.float32)
         rows, index = np.arange(4), np.array([3, 0])
         batch = probe.feature_inputs(features, rows, config)(index)
         assert batch.dtype == (torch.float16 if as_fp16 else torch.float32)
@@ -162,19 +164,44 @@ def test_under_bf16_autocast_the_probe_trains_on_the_fp16_rows_as_on_their_float
             assert all(fp16[k] == pytest.approx(fp32[k], rel=1e-2, abs=1e-2) for k in fp16)
 
 
+def test_on_a_cpu_the_linear_probe_trains_on_the_fp16_rows_as_on_their_float32_copy(
+        fast_configs, small_store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The linear head takes the cache's rows as they are (lvseg.models.halflinear); given a float32
+    copy of each batch instead (the way before), it trains to the same metrics, up to the order
+    in which the weight gradient's chunks are summed."""
+    from lvseg.recipes import probe
+
+    recipe = get_recipe("dinov2_probe")
+    config = recipe.config(**fast_configs["dinov2_probe"], head="linear")
+    histories = {}
+    for copy in (False, True):
+        if copy:
+            monkeypatch.setattr(probe, "torch_dtype", lambda dtype: torch.float32)
+        result = recipe(config, small_store, workdir=tmp_path / str(copy))
+        histories[copy] = [{k: v for k, v in epoch.items() if k != "seconds"} for epoch in result.history]
+    assert len(histories[False]) == 2
+    for fp16, fp32 in zip(histories[False], histories[True], strict=True):
+        assert fp16.keys() == fp32.keys()
+        assert all(fp16[k] == pytest.approx(fp32[k], rel=1e-6, abs=0) for k in fp16), (fp16, fp32)
+
+
 @pytest.mark.parametrize("budget", [None, 0.0])
-def test_resident_probe_batches_reuse_one_float32_slot_and_streamed_ones_cycle_through_slots(budget) -> None:
-    """Resident rows are cast as each batch is asked for, so one float32 tensor serves every batch
+@pytest.mark.parametrize("head, dtype", [("linear", torch.float16), ("bn_linear", torch.float32)])
+def test_resident_probe_batches_reuse_one_slot_and_streamed_ones_cycle_through_slots(
+        budget, head: str, dtype: torch.dtype) -> None:
+    """Resident rows are gathered as each batch is asked for, so one tensor serves every batch
     (still in the CPU's cache at the next step); streamed ones are made ahead in a thread and each
     must outlive what it makes meanwhile (the Trainer's agreement on both is
-    test_resident_and_streamed_inputs_train_identically)."""
+    test_resident_and_streamed_inputs_train_identically). The linear head takes the cache's fp16
+    rows (lvseg.models.halflinear); BatchNorm heads, float32."""
     from lvseg.recipes.probe import ProbeConfig, feature_inputs
 
     features = np.arange(6 * 2 * 3 * 2 * 2, dtype=np.float16).reshape(6, 2, 3, 2, 2)  # (videos, phases, ...)
-    inputs = feature_inputs(features, np.arange(12), ProbeConfig(device="cpu", resident_gb=budget))
+    inputs = feature_inputs(features, np.arange(12), ProbeConfig(device="cpu", head=head, resident_gb=budget))
     batches = [inputs(np.array([i, 11 - i])) for i in range(6)]
-    assert [b.dtype for b in batches] == [torch.float32] * 6
-    assert torch.equal(batches[-1], torch.from_numpy(features.reshape(12, 3, 2, 2)[[5, 6]]).float())
+    assert [b.dtype for b in batches] == [dtype] * 6
+    assert all(b.is_contiguous(memory_format=torch.channels_last) for b in batches)
+    assert torch.equal(batches[-1], torch.from_numpy(features.reshape(12, 3, 2, 2)[[5, 6]]).to(dtype))
     assert len({b.data_ptr() for b in batches}) == (1 if budget is None else resident.SLOTS)
 
 
@@ -212,14 +239,16 @@ def test_channels_last_rows_are_the_same_values_kept_apart_from_nchw_ones(tmp_pa
     assert len(KEPT.tensors) == 2
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 @pytest.mark.parametrize("kind", ["resident", "streamed"])
-def test_float32_slots_are_reused_and_each_batch_outlives_what_prefetch_makes_meanwhile(kind: str) -> None:
+def test_batch_slots_are_reused_and_each_batch_outlives_what_prefetch_makes_meanwhile(kind: str,
+                                                                                     dtype: torch.dtype) -> None:
     import time
 
     values = torch.arange(40 * 3 * 2 * 2, dtype=torch.float16).reshape(40, 3, 2, 2)
     source = (Resident(values.contiguous(memory_format=torch.channels_last)) if kind == "resident"
               else Streamed(values.numpy(), np.arange(40), CPU))
-    cast = resident.Float32Slots()
+    cast = resident.BatchSlots(dtype=dtype)
 
     def inputs(index: np.ndarray) -> torch.Tensor:
         return cast(source, index)
@@ -228,8 +257,8 @@ def test_float32_slots_are_reused_and_each_batch_outlives_what_prefetch_makes_me
     order = np.random.default_rng(0).permutation(40)
     for index, x in prefetched(inputs, [order[i:i + 4] for i in range(0, 40, 4)]):
         time.sleep(0.02)  # a slow consumer: the thread fills its queue meanwhile
-        assert x.dtype == torch.float32 and x.is_contiguous(memory_format=torch.channels_last)
-        assert torch.equal(x, values[torch.from_numpy(index)].float()), f"batch {index} was overwritten"
+        assert x.dtype == dtype and x.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(x, values[torch.from_numpy(index)].to(dtype)), f"batch {index} was overwritten"
         pointers.append(x.data_ptr())
     assert len(set(pointers)) == resident.SLOTS  # ten batches, SLOTS tensors
     assert cast(source, np.arange(3)).data_ptr() == pointers[len(pointers) % resident.SLOTS]  # a short batch: a slice
