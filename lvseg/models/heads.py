@@ -93,6 +93,9 @@ def conv(channels: int, out: int) -> nn.Module:
 
 
 HEADS: dict[str, Callable[[int, int], nn.Module]] = {"linear": linear, "bn_linear": bn_linear, "conv": conv}
+# heads that take the cache's fp16 rows as they are outside autocast (their first layer is a
+# PatchLinear); the others start with BatchNorm, which wants float32 on a CPU
+HALF_INPUT_HEADS = frozenset({"linear"})
 
 
 def build_probe(head: str, *, channels: int, out: int, mask_size: tuple[int, int]) -> Probe:

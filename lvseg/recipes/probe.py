@@ -20,7 +20,7 @@ from lvseg.framecache import FrameCache
 from lvseg.framestore import FrameStore
 from lvseg.losses import channels
 from lvseg.models.dinov2 import PATCH, is_random
-from lvseg.models.heads import HEADS, build_probe
+from lvseg.models.heads import HALF_INPUT_HEADS, HEADS, build_probe
 from lvseg.recipes.base import SPLITS, TrainedRecipe, split_data
 from lvseg.resident import SLOTS, BatchSlots, rows_of, torch_dtype
 from lvseg.train import SplitData, computes_in_bf16, pick_device
@@ -68,7 +68,7 @@ def feature_inputs(features: np.ndarray, rows: np.ndarray, config: ProbeConfig):
     batch = rows_of(flat, rows, device, config.resident_gb, channels_last=True)
     if computes_in_bf16(device):
         return batch
-    dtype = torch_dtype(flat.dtype) if config.head == "linear" else torch.float32
+    dtype = torch_dtype(flat.dtype) if config.head in HALF_INPUT_HEADS else torch.float32
     # resident rows are gathered as each batch is asked for (no prefetch): one slot, hot in the cache
     slots = BatchSlots(SLOTS if batch.streamed else 1, dtype)
 

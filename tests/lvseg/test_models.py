@@ -7,7 +7,8 @@ import torch
 import torchvision
 
 from lvseg.models.baseline import MODELS, build_model
-from lvseg.models.heads import HEADS, PatchLinear, build_probe, upsample_bilinear
+from lvseg.models.halflinear import half_rows_linear
+from lvseg.models.heads import HALF_INPUT_HEADS, HEADS, PatchLinear, build_probe, upsample_bilinear
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -81,9 +82,15 @@ def test_the_linear_head_is_a_1x1_convolution_and_loads_its_checkpoints() -> Non
 
 
 @pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
-def test_the_linear_head_takes_fp16_features_as_their_float32_copy(layout: torch.memory_format) -> None:
-    """The cache's rows as they are, on a CPU outside autocast: the logits and the parameters'
-    gradients are those over a float32 copy of the features."""
+def test_the_linear_head_takes_fp16_features_as_their_float32_copy(layout: torch.memory_format,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache's rows as they are, on a CPU outside autocast, through lvseg.models.halflinear
+    (no float32 copy of the batch): the logits and the parameters' gradients are those over a
+    float32 copy of the features."""
+    from lvseg.models import heads
+
+    calls = []
+    monkeypatch.setattr(heads, "half_rows_linear", lambda *args: calls.append(args[0].dtype) or half_rows_linear(*args))
     torch.manual_seed(0)
     features = torch.randn(3, 24, 5, 5).half().contiguous(memory_format=layout)
     heads = [PatchLinear(24, 2) for _ in range(2)]
@@ -91,7 +98,17 @@ def test_the_linear_head_takes_fp16_features_as_their_float32_copy(layout: torch
     upstream = torch.randn(3, 2, 5, 5)
     logits = [head(x) for head, x in zip(heads, (features, features.float()), strict=True)]
     assert logits[0].dtype == torch.float32 and torch.equal(logits[0], logits[1])
+    assert calls == [torch.float16]  # the fp16 features went through it, the float32 copy did not
     for out in logits:
         (out * upstream).sum().backward()
     for ours, copy in zip(heads[0].parameters(), heads[1].parameters(), strict=True):
         assert torch.allclose(ours.grad, copy.grad, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("head", sorted(HALF_INPUT_HEADS))
+def test_every_head_said_to_take_fp16_rows_takes_them_as_their_float32_copy(head: str) -> None:
+    """The probe recipe gives these heads the cache's fp16 rows on a CPU (lvseg.recipes.probe)."""
+    torch.manual_seed(0)
+    probe = build_probe(head, channels=24, out=1, mask_size=(14, 14)).eval()
+    features = torch.randn(2, 24, 4, 4).half().contiguous(memory_format=torch.channels_last)
+    assert torch.equal(probe(features), probe(features.float()))
