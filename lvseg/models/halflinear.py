@@ -20,6 +20,7 @@ from contextlib import contextmanager
 
 import torch
 
+HALF_DTYPES = (torch.float16, torch.bfloat16)  # the rows this computes from
 CHUNK_BYTES = 3 << 20  # float32 scratch per chunk, kept in a CPU's cache (1,024 rows of 768)
 _SCRATCH = threading.local()  # one scratch tensor per thread: autograd runs a CPU backward there
 
@@ -27,7 +28,7 @@ _SCRATCH = threading.local()  # one scratch tensor per thread: autograd runs a C
 def half_rows_linear(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """``nn.functional.linear(rows.float(), weight, bias)`` for 2-d fp16 or bf16 ``rows`` and
     float32 parameters, without a float32 copy of ``rows``; differentiable in all three."""
-    if rows.ndim != 2 or rows.dtype not in (torch.float16, torch.bfloat16):
+    if rows.ndim != 2 or rows.dtype not in HALF_DTYPES:
         raise ValueError(f"expected 2-d fp16 or bf16 rows, got {rows.dtype} of shape {tuple(rows.shape)}")
     return _HalfRowsLinear.apply(rows, weight, bias)
 

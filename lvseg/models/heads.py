@@ -8,7 +8,7 @@ from functools import lru_cache
 import torch
 from torch import nn
 
-from lvseg.models.halflinear import half_rows_linear
+from lvseg.models.halflinear import HALF_DTYPES, half_rows_linear
 from lvseg.registry import lookup
 
 
@@ -61,10 +61,10 @@ class PatchLinear(nn.Conv2d):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         weight = self.weight.reshape(self.out_channels, self.in_channels)
         rows = features.permute(0, 2, 3, 1)
-        if features.dtype == self.weight.dtype or torch.is_autocast_enabled(features.device.type):
-            return nn.functional.linear(rows, weight, self.bias).permute(0, 3, 1, 2)
-        logits = half_rows_linear(rows.reshape(-1, self.in_channels), weight, self.bias)
-        return logits.view(*rows.shape[:3], self.out_channels).permute(0, 3, 1, 2)
+        if features.dtype in HALF_DTYPES and not torch.is_autocast_enabled(features.device.type):
+            logits = half_rows_linear(rows.reshape(-1, self.in_channels), weight, self.bias)
+            return logits.view(*rows.shape[:3], self.out_channels).permute(0, 3, 1, 2)
+        return nn.functional.linear(rows, weight, self.bias).permute(0, 3, 1, 2)
 
 
 def linear(channels: int, out: int) -> nn.Module:
