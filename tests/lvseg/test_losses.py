@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lvseg.losses import LOSSES, build_loss, channels, foreground_logit
+from lvseg.losses import LOSSES, build_loss, channels, foreground_logit, log1p_exp_neg, softplus
 
 
 def _target() -> torch.Tensor:
@@ -101,6 +101,29 @@ def test_focal_gradients_stay_finite_where_sigmoid_saturates(gamma: float) -> No
     logits = torch.tensor([[[[200.0, -200.0, -200.0, 200.0]]]], requires_grad=True)
     build_loss("focal", reduction="mean", gamma=gamma)(logits, target).backward()
     assert torch.isfinite(logits.grad).all(), logits.grad
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_log1p_exp_neg_is_within_two_ulps_of_float64s_log1p(dtype: torch.dtype) -> None:
+    """Over every magnitude a logit has: 0, a head in training's, a confident one's, and those
+    where exp(-m) is denormal (float32: 87-104) or underflows to 0."""
+    magnitudes = torch.cat([torch.zeros(1), torch.logspace(-30, 3, 200_000), torch.rand(100_000) * 20]).to(dtype)
+    exact = magnitudes.double().neg().exp().log1p()
+    ours = log1p_exp_neg(magnitudes).double()
+    tiny = torch.finfo(dtype).tiny * torch.finfo(dtype).eps  # the smallest denormal: exp(-m) rounds to it
+    assert ((ours - exact).abs() <= 2 * torch.finfo(dtype).eps * exact + tiny).all()
+
+
+def test_softplus_and_its_gradient_are_exact_in_float64() -> None:
+    """Against log(1 + exp(x)) through torch's log1p (exact in float64, where it is not slow),
+    taken as x + log1p(exp(-x)) above 0, so that it does not overflow; the gradient, sigmoid(x)."""
+    x = torch.cat([torch.randn(10_000, dtype=torch.float64) * 30,
+                   torch.tensor([0.0, 200.0, -200.0, 1e4, -1e4], dtype=torch.float64)]).requires_grad_()
+    exact = torch.where(x > 0, x + x.detach().neg().exp().log1p(), x.detach().exp().log1p())
+    value = softplus(x)
+    assert torch.allclose(value, exact, rtol=4e-16, atol=0)
+    value.sum().backward()
+    assert torch.equal(x.grad, torch.sigmoid(x.detach()))
 
 
 def test_two_channel_foreground_logit_is_the_softmax_log_odds() -> None:
