@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/resident.py
 	$(BIN)/python bench/loss.py
+	$(BIN)/python bench/hostmemory.py
 	$(BIN)/python bench/gpu.py --smoke
 	$(BIN)/python bench/frames.py
 	$(BIN)/python bench/probe_cache.py

@@ -23,6 +23,7 @@ from torch import nn
 
 from lvseg.batchnorm import batchnorms, collapse_warning, recompute, with_batch_statistics
 from lvseg.config import TrainConfig
+from lvseg.hostmemory import keep_freed_pages
 from lvseg.losses import build_loss, foreground_logit
 from lvseg.metrics import overlap_counts, pooled_dice, summarise, summary_keys
 from lvseg.optim import build_optimizer, lr_factor
@@ -128,6 +129,8 @@ class Trainer:
         self.model = model.to(self.device)
         if self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
+        else:  # each step allocates mask-sized tensors, which glibc would map afresh every time
+            keep_freed_pages()
         self.loss = build_loss(config.loss, reduction=config.loss_reduction, gamma=config.focal_gamma)
         self.optimizer = build_optimizer(config.optimizer, params or list(model.parameters()), lr=config.lr,
                                          weight_decay=config.weight_decay, momentum=config.momentum,
