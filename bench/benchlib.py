@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from lvseg.train import SplitData
+from lvseg.models.heads import build_probe
+from lvseg.recipes.probe import ProbeConfig
+from lvseg.train import SplitData, Trainer
+
+MASK = 112  # px: EchoNet-Dynamic's frames and traced masks
 
 
 def timed_trial(recipe, config, store, workdir: Path) -> tuple[float, float]:
@@ -22,3 +28,25 @@ def with_inputs(splits: dict[str, SplitData], make: Callable[[str, SplitData], C
                 ) -> dict[str, SplitData]:
     """The same splits with ``inputs`` replaced by ``make(split, data)`` (the uncached side)."""
     return {split: SplitData(make(split, data), data.masks, data.phases, data.ef) for split, data in splits.items()}
+
+
+def probe_epochs(inputs: Callable[[np.ndarray], object], frames: int, channels: int, batch: int,
+                 device: torch.device, epochs: int) -> list[float]:
+    """Seconds of each of ``epochs`` linear-probe epochs of the Trainer itself (lvseg.train: its
+    seeded order, its gather of the masks, the recipe's default loss and optimiser, its one read of
+    the device a epoch) over ``inputs``, the split's ``frames`` samples (two per video) in batches of
+    ``batch`` frames. The first epoch also pays for what a trial makes once (batch slots, the
+    optimiser's state, the masks' copy to the device)."""
+    torch.manual_seed(0)
+    config = ProbeConfig(device=device.type, batch_size=batch // 2, epochs=epochs)
+    split = SplitData(inputs, np.zeros((frames, MASK, MASK), bool), np.tile(["ES", "ED"], frames // 2),
+                      np.zeros(frames // 2))
+    head = build_probe("linear", channels=channels, out=1, mask_size=(MASK, MASK))
+    with tempfile.TemporaryDirectory(prefix="lvseg-bench-trainer-") as workdir:
+        trainer = Trainer(head, config, split, split, Path(workdir))
+        seconds = []
+        for epoch in range(epochs):
+            started = time.perf_counter()
+            trainer.train_epoch(epoch)  # ends reading the epoch's loss: the device is done
+            seconds.append(time.perf_counter() - started)
+    return seconds

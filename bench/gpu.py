@@ -3,9 +3,10 @@
 1. DINOv2-base feature extraction at 224 px, bf16 (random weights: the same FLOPs as the real ones);
 2. SAM vit_b's image encoder (random weights);
 3. DeepLabV3-ResNet50 training at 112 px (bf16 autocast, channels-last);
-4. one probe-head epoch over 20,000 frames of base-sized features resident on the device, and its
-   time over the device's memory-traffic floor (the features' bytes / the device's copy rate; the
-   goal is within 3x), in batches of 64 frames (as the recipe's batch sizes) and of 512;
+4. the Trainer's own linear-probe epochs (lvseg.train, as a trial runs them) over 20,000 frames of
+   base-sized features resident on the device, and their time over the device's memory-traffic
+   floor (the features' bytes / the device's copy rate; the goal is within 3x), in batches of 64
+   frames (as the recipe's batch sizes) and of 512;
 5. a 16-trial probe search with ``gpu: 0.25`` (four trials per card), wall time.
 
 Each prints images (or frames) per second and, where the FLOPs are counted (torch's
@@ -41,12 +42,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from benchlib import probe_epochs
 from torch.utils.flop_counter import FlopCounterMode
 
 from lvseg.losses import build_loss
 from lvseg.models import dinov2
 from lvseg.models.baseline import build_model
-from lvseg.models.heads import build_probe
 from lvseg.models.sam import build_sam
 from lvseg.recipes.probe import ProbeConfig, feature_inputs
 from lvseg.synth import write_synthetic
@@ -173,8 +174,8 @@ def copy_gb_s(device: torch.device, nbytes: int) -> float:
 
 
 def probe_epoch(scale: Scale, device: torch.device) -> float:
-    """Epochs of a linear head over ``scale.frames`` resident fp16 feature maps (16x16 grid), made
-    into batches by the probe recipe's own ``feature_inputs``, in batches of each of
+    """The Trainer's epochs of a linear head over ``scale.frames`` resident fp16 feature maps (16x16
+    grid), made into batches by the probe recipe's own ``feature_inputs``, in batches of each of
     ``PROBE_BATCHES``; returns the first's time over the memory-traffic floor: the features' bytes
     (each read once) / the device's copy rate. The larger batch shows how much of the first's
     time is per step (kernel launches), not per byte."""
@@ -192,24 +193,9 @@ def probe_epoch(scale: Scale, device: torch.device) -> float:
 
 def _probe_epoch_seconds(scale: Scale, device: torch.device, inputs: Callable[[np.ndarray], torch.Tensor],
                          batch: int) -> float:
-    head = build_probe("linear", channels=scale.channels, out=1, mask_size=(112, 112)).to(device)
-    head = head.to(memory_format=torch.channels_last) if device.type == "cuda" else head
-    optimizer = torch.optim.AdamW(head.parameters(), lr=1e-3)
-    loss_of = build_loss("bce", reduction="mean", gamma=2.0)
-    target = torch.zeros(batch, 112, 112, device=device)
-    order = np.arange(scale.frames)
-
-    def epoch() -> None:
-        for start in range(0, scale.frames, batch):
-            index = order[start:start + batch]
-            with autocast(device):
-                logits = head(inputs(index))
-            loss = loss_of(logits.float(), target[: len(index)])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-
-    return timed(epoch, 2 if scale is SMOKE else 5, device)
+    """The mean of the Trainer's own epochs (benchlib) after the first."""
+    seconds = probe_epochs(inputs, scale.frames, scale.channels, batch, device, 3 if scale is SMOKE else 6)
+    return sum(seconds[1:]) / len(seconds[1:])
 
 
 def probe_search(scale: Scale, device: torch.device, work: Path) -> float:

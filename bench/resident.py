@@ -23,11 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from benchlib import probe_epochs
 
-from lvseg.models.heads import build_probe
 from lvseg.recipes.probe import ProbeConfig, feature_inputs
 from lvseg.resident import KEPT, BatchSlots, rows_of
-from lvseg.train import SplitData, Trainer
 
 CHANNELS, GRID, BATCH = 768, 16, 64  # DINOv2-base at 224 px, one layer
 EPOCHS = 3  # the first, and two after it
@@ -55,24 +54,10 @@ def features_file(folder: Path, frames: int) -> None:
 
 
 def epoch_seconds(inputs, frames: int, epochs: int = EPOCHS) -> list[float]:
-    """Seconds of each of ``epochs`` linear-head epochs of the Trainer itself (lvseg.train: its
-    seeded order, its gather of the masks, its loss and optimiser) over inputs made by the probe
-    recipe's own ``feature_inputs``; the Trainer reads a streamed split's batches one ahead in a
-    thread. The first epoch also pays for what a trial makes once (the batch slots' first page
-    faults, the optimiser's state); bench/gpu.py times epochs after a first one too."""
-    torch.manual_seed(0)
-    config = ProbeConfig(device=DEVICE.type, batch_size=BATCH // 2, loss="bce", epochs=epochs)
-    split = SplitData(inputs, np.zeros((frames, 112, 112), bool), np.tile(["ES", "ED"], frames // 2),
-                      np.zeros(frames // 2))
-    head = build_probe("linear", channels=CHANNELS, out=1, mask_size=(112, 112))
-    with tempfile.TemporaryDirectory(prefix="lvseg-resident-trainer-") as workdir:
-        trainer = Trainer(head, config, split, split, Path(workdir))
-        seconds = []
-        for epoch in range(epochs):
-            started = time.perf_counter()
-            trainer.train_epoch(epoch)
-            seconds.append(time.perf_counter() - started)
-    return seconds
+    """Seconds of each of ``epochs`` of the Trainer's own linear-probe epochs (benchlib) over inputs
+    made by the probe recipe's own ``feature_inputs``; the Trainer reads a streamed split's batches
+    one ahead in a thread. bench/gpu.py times the same epochs on a GPU."""
+    return probe_epochs(inputs, frames, CHANNELS, BATCH, DEVICE, epochs)
 
 
 def memmapped(folder: Path) -> np.ndarray:

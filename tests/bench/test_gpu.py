@@ -39,6 +39,7 @@ def test_where_ray_is_not_installed_and_a_stage_fails_the_bench_runs_the_rest_an
     one line, every other stage still gives its figure, the search says it was skipped, and the
     exit code says that not everything was measured."""
     blocked = (f"import runpy, sys; sys.modules['ray'] = None; sys.modules['segment_anything'] = None; "
+               f"sys.path.insert(0, {str(SCRIPT.parent)!r}); "  # as running the script puts its folder there
                f"sys.argv = [{str(SCRIPT)!r}, '--smoke']; runpy.run_path({str(SCRIPT)!r}, run_name='__main__')")
     done = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, timeout=600)
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
