@@ -1,7 +1,8 @@
 """BCE and focal loss at mask size, forward and backward: lvseg's (lvseg.losses) against what they
 were, torch's ``binary_cross_entropy_with_logits`` and torchvision's ``sigmoid_focal_loss`` (the
-same formula lvseg's focal had) on the logit channel selected as lvseg did, and lvseg's softplus
-(through log(1 + exp(-|z|)) without torch's slow log1p) against torch's, timed in turns in one
+same formula lvseg's focal had) on the logit channel selected as lvseg did, lvseg's softplus
+(through log(1 + exp(-|z|)) without torch's slow log1p) against torch's, and lvseg's two-class
+cross-entropy (BCE on the log-odds z1 - z0) against torch's ``cross_entropy``, timed in turns in one
 process (this machine's speed drifts between runs more than the difference).
 
 A probe step's loss: 64 masks of 112 x 112 (a batch of 32 videos, two traced frames each), logits
@@ -61,12 +62,15 @@ def main() -> None:
     generator = torch.Generator().manual_seed(0)
     target = (torch.rand(args.masks, 112, 112, generator=generator) > 0.7).float()
     logits = (torch.randn(args.masks, 1, 112, 112, generator=generator) * 3).requires_grad_()
+    two_channels = (torch.randn(args.masks, 2, 112, 112, generator=generator) * 1.5).requires_grad_()
     pairs = {"bce": {"before": torchs_bce, "lvseg": build_loss("bce", reduction="mean", gamma=GAMMA)},
              "focal": {"before": torchvisions_focal, "lvseg": build_loss("focal", reduction="mean", gamma=GAMMA)},
-             "softplus": {"before": lambda z, _: F.softplus(z).mean(), "lvseg": lambda z, _: softplus(z).mean()}}
+             "softplus": {"before": lambda z, _: F.softplus(z).mean(), "lvseg": lambda z, _: softplus(z).mean()},
+             "ce": {"before": lambda z, y: F.cross_entropy(z, y.long()),
+                    "lvseg": build_loss("ce", reduction="mean", gamma=GAMMA)}}
     speed_ups = []
     for name, pair in pairs.items():
-        ms = median_ms(pair, logits, target, args.rounds)
+        ms = median_ms(pair, two_channels if name == "ce" else logits, target, args.rounds)
         print(f"{name} forward + backward over {args.masks} masks of 112 px, median of {args.rounds} turns each: "
               f"before {ms['before']:.2f} ms, lvseg {ms['lvseg']:.2f} ms ({torch.get_num_threads()} torch threads)")
         speed_ups.append(f"{name} {ms['before'] / ms['lvseg']:.2f}x")

@@ -64,6 +64,35 @@ def test_bce_equals_torchs_in_value_and_gradient(reduction: str, dtype: torch.dt
     assert torch.allclose(ours.grad, theirs.grad, rtol=1e-6, atol=1e-12)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kind", ["moderate", "confident", "huge"])
+def test_ce_equals_torchs_cross_entropy_in_value_and_gradient(reduction: str, dtype: torch.dtype, kind: str) -> None:
+    """ce is computed as BCE on the log-odds z1 - z0; against torch's two-class cross-entropy in
+    float64, value and gradient, for logits split between the two channels as a two-channel head
+    makes them. In float32 the gradient is held to 1e-6 of a pixel's unit (1/pixels for a mean):
+    confident pixels' gradients are differences of nearly equal probabilities, in torch's kernel
+    as in ours (both ~1.3e-7 of the unit off float64 here)."""
+    generator = torch.Generator().manual_seed(0)
+    target = (torch.rand(3, 37, 41, generator=generator) > 0.5).to(dtype)
+    odds = _bce_logits(kind, target, generator)
+    logits = torch.cat([-odds / 2, odds / 2], 1) + torch.randn(odds.shape, generator=generator, dtype=dtype)
+    ours, exact_logits = logits.clone().requires_grad_(), logits.double().requires_grad_()
+    value = build_loss("ce", reduction=reduction, gamma=2.0)(ours, target)
+    exact = F.cross_entropy(exact_logits, target.long(), reduction=reduction)
+    assert value.item() == pytest.approx(exact.item(), rel=1e-6 if dtype == torch.float32 else 1e-12, abs=0)
+    value.backward()
+    exact.backward()
+    unit = 1.0 if reduction == "sum" else 1.0 / target.numel()
+    tolerance = 1e-6 if dtype == torch.float32 else 1e-12
+    assert torch.allclose(ours.grad.double(), exact_logits.grad, rtol=tolerance, atol=tolerance * unit)
+
+
+def test_ce_refuses_logits_of_one_channel() -> None:
+    with pytest.raises(ValueError, match="loss ce: expected logits of 2 channels, got 1"):
+        build_loss("ce", reduction="mean", gamma=2.0)(torch.zeros(2, 1, 8, 8), torch.zeros(2, 8, 8))
+
+
 @pytest.mark.parametrize("name", sorted(LOSSES))
 def test_every_loss_refuses_a_target_that_would_only_broadcast(name: str) -> None:
     logits = torch.zeros(2, channels(name), 8, 8)
