@@ -34,7 +34,7 @@ def probe_epochs(inputs: Callable[[np.ndarray], object], frames: int, channels: 
                  device: torch.device, epochs: int) -> list[float]:
     """Seconds of each of ``epochs`` linear-probe epochs of the Trainer itself (lvseg.train: its
     seeded order, its gather of the masks, the recipe's default loss and optimiser, its one read of
-    the device a epoch) over ``inputs``, the split's ``frames`` samples (two per video) in batches of
+    the device an epoch) over ``inputs``, the split's ``frames`` samples (two per video) in batches of
     ``batch`` frames. The first epoch also pays for what a trial makes once (batch slots, the
     optimiser's state, the masks' copy to the device)."""
     torch.manual_seed(0)

@@ -126,10 +126,10 @@ def _wait_for_server(env: dict[str, str]) -> None:
 
 # Tune reuses a free actor for a pending trial, so a head that ran all six trials before the
 # worker's cold actor came up would take them all. Alone, both actors start ~8 s after the search;
-# with 4 epochs (~1.3 s a trial) the head once took all six in the loaded suite. 20 epochs (2-6 s
-# a trial) would keep the head busy ~27 s on its own.
+# with 4 epochs (~1.3 s a trial) the head once took all six in the loaded suite, and with 20 once
+# more after the losses got faster (2026-12-01). 40 epochs keep the head busy ~40 s on its own.
 SPACE = {"recipe": "dinov2_probe",
-         "fixed": {"backbone": "tiny", "image_size": 112, "epochs": 20, "loss_reduction": "mean"},
+         "fixed": {"backbone": "tiny", "image_size": 112, "epochs": 40, "loss_reduction": "mean"},
          "params": {"lr": {"type": "loguniform", "low": 1e-3, "high": 3e-2},
                     "head": {"type": "choice", "values": ["linear", "conv"]}},
          "search": {"sampler": "random", "scheduler": "fifo", "samples": 6, "concurrency": 2, "seed": 0},
