@@ -54,8 +54,11 @@ def log1p_exp_neg(magnitude: torch.Tensor) -> torch.Tensor:
 
     log1p(x) from a plain log: u = fl(1 + x) rounds x by u - 1 - x (computed exactly), and
     log(1 + x) = log(u) - (u - 1 - x) / u to first order in that rounding, which is under half an
-    ulp of u; where x is too small to change u, this is x itself."""
+    ulp of u; where x is too small to change u, this is x itself. On a GPU torch's ``log1p`` is one
+    fast kernel, where these would be four more launches a step: it is used there."""
     small = magnitude.neg().exp_()
+    if small.device.type != "cpu":
+        return small.log1p_()
     whole = small + 1
     rounding = (whole - 1).sub_(small).div_(whole)
     return whole.log_().sub_(rounding)

@@ -169,6 +169,17 @@ def test_log1p_exp_neg_is_within_two_ulps_of_float64s_log1p(dtype: torch.dtype) 
     assert ((ours - exact).abs() <= 2 * torch.finfo(dtype).eps * exact + tiny).all()
 
 
+def test_log1p_exp_neg_avoids_torchs_log1p_on_a_cpu_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a CPU torch's float log1p is the slow kernel; elsewhere (a GPU; here the meta device,
+    which has shapes, not values) it is one kernel, where the CPU's form would be four more."""
+    calls = []
+    log1p_ = torch.Tensor.log1p_
+    monkeypatch.setattr(torch.Tensor, "log1p_", lambda self: calls.append(self.device.type) or log1p_(self))
+    log1p_exp_neg(torch.ones(3))
+    assert calls == []
+    assert log1p_exp_neg(torch.ones(3, device="meta")).shape == (3,) and calls == ["meta"]
+
+
 def test_softplus_and_its_gradient_are_exact_in_float64() -> None:
     """Against log(1 + exp(x)) through torch's log1p (exact in float64, where it is not slow),
     taken as x + log1p(exp(-x)) above 0, so that it does not overflow; the gradient, sigmoid(x)."""
