@@ -13,7 +13,6 @@ split evicted for another) still returns to the system.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (glibc's malloc.h)
@@ -34,9 +33,10 @@ def keep_freed_pages() -> bool:
 
 
 def _mallopt(parameter: int, value: int) -> bool:
-    name = ctypes.util.find_library("c")
+    # the process's own symbols, which hold the C library's: ctypes.util.find_library("c") would
+    # run ldconfig in a subprocess (~2 ms) for the same library
     try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError, TypeError):  # no C library found, or one without mallopt (musl, macOS)
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # a C library without mallopt (macOS)
         return False
-    return mallopt(ctypes.c_int(parameter), ctypes.c_int(value)) == 1
+    return mallopt(ctypes.c_int(parameter), ctypes.c_int(value)) == 1  # musl's returns 0

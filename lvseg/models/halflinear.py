@@ -90,8 +90,10 @@ def _one_thread(device: torch.device) -> Iterator[None]:
 
 
 def _scratch(count: int, channels: int, device: torch.device) -> torch.Tensor:
-    """A float32 (count, channels) tensor reused by this thread: a new one at every call would
-    fault its pages in afresh on a CPU, which costs about as much as the cast."""
+    """A float32 (count, channels) tensor reused by this thread: a new one at every call faulted
+    its pages in afresh on a CPU, which cost about as much as the cast; even with freed pages kept
+    (lvseg.hostmemory), forward and backward over 64 base-sized frames took 6.0-6.6 ms with a new
+    one against 5.4-5.6 ms."""
     held = getattr(_SCRATCH, "tensor", None)
     if held is None or held.shape[0] < count or held.shape[1] != channels or held.device != device:
         held = _SCRATCH.tensor = torch.empty((count, channels), dtype=torch.float32, device=device)
