@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/cache_sizes.py
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/resident.py
+	$(BIN)/python bench/step_phases.py
 	$(BIN)/python bench/loss.py
 	$(BIN)/python bench/hostmemory.py
 	$(BIN)/python bench/gpu.py --smoke

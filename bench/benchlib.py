@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,16 @@ from lvseg.recipes.probe import ProbeConfig
 from lvseg.train import SplitData, Trainer
 
 MASK = 112  # px: EchoNet-Dynamic's frames and traced masks
+
+
+def memcpy_gb_s(nbytes: int = 1 << 29) -> float:
+    """Bandwidth of one large copy in memory (read + write counted once: what a gather reads)."""
+    source, target = np.ones(nbytes, np.uint8), np.empty(nbytes, np.uint8)
+    np.copyto(target, source)
+    started = time.perf_counter()
+    for _ in range(3):
+        np.copyto(target, source)
+    return 3 * nbytes / (time.perf_counter() - started) / 1e9
 
 
 def timed_trial(recipe, config, store, workdir: Path) -> tuple[float, float]:
@@ -37,16 +48,24 @@ def probe_epochs(inputs: Callable[[np.ndarray], object], frames: int, channels: 
     the device an epoch) over ``inputs``, the split's ``frames`` samples (two per video) in batches of
     ``batch`` frames. The first epoch also pays for what a trial makes once (batch slots, the
     optimiser's state, the masks' copy to the device)."""
-    torch.manual_seed(0)
-    config = ProbeConfig(device=device.type, batch_size=batch // 2, epochs=epochs)
-    split = SplitData(inputs, np.zeros((frames, MASK, MASK), bool), np.tile(["ES", "ED"], frames // 2),
-                      np.zeros(frames // 2))
-    head = build_probe("linear", channels=channels, out=1, mask_size=(MASK, MASK))
-    with tempfile.TemporaryDirectory(prefix="lvseg-bench-trainer-") as workdir:
-        trainer = Trainer(head, config, split, split, Path(workdir))
+    with probe_trainer(inputs, frames, channels, batch, device, epochs) as trainer:
         seconds = []
         for epoch in range(epochs):
             started = time.perf_counter()
             trainer.train_epoch(epoch)  # ends reading the epoch's loss: the device is done
             seconds.append(time.perf_counter() - started)
     return seconds
+
+
+@contextmanager
+def probe_trainer(inputs: Callable[[np.ndarray], object], frames: int, channels: int, batch: int,
+                  device: torch.device, epochs: int) -> Iterator[Trainer]:
+    """A Trainer of the linear probe with the recipe's defaults over ``inputs`` (``frames`` samples,
+    two per video, all-background masks), in batches of ``batch`` frames, seeded."""
+    torch.manual_seed(0)
+    config = ProbeConfig(device=device.type, batch_size=batch // 2, epochs=epochs)
+    split = SplitData(inputs, np.zeros((frames, MASK, MASK), bool), np.tile(["ES", "ED"], frames // 2),
+                      np.zeros(frames // 2))
+    head = build_probe("linear", channels=channels, out=1, mask_size=(MASK, MASK))
+    with tempfile.TemporaryDirectory(prefix="lvseg-bench-trainer-") as workdir:
+        yield Trainer(head, config, split, split, Path(workdir))

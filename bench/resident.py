@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from benchlib import probe_epochs
+from benchlib import memcpy_gb_s, probe_epochs
 
 from lvseg.recipes.probe import ProbeConfig, feature_inputs
 from lvseg.resident import KEPT, BatchSlots, rows_of
@@ -32,16 +32,6 @@ CHANNELS, GRID, BATCH = 768, 16, 64  # DINOv2-base at 224 px, one layer
 EPOCHS = 3  # the first, and two after it
 TURNS = 2  # resident epochs as fp16 rows and as float32 copies, in turns
 DEVICE = torch.device("cpu")
-
-
-def memcpy_gb_s(nbytes: int = 1 << 29) -> float:
-    """Bandwidth of one large copy in memory (read + write counted once: what a gather reads)."""
-    source, target = np.ones(nbytes, np.uint8), np.empty(nbytes, np.uint8)
-    np.copyto(target, source)
-    started = time.perf_counter()
-    for _ in range(3):
-        np.copyto(target, source)
-    return 3 * nbytes / (time.perf_counter() - started) / 1e9
 
 
 def features_file(folder: Path, frames: int) -> None:

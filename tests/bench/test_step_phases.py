@@ -1,0 +1,58 @@
+"""bench/step_phases.py: its phases are the Trainer's own step, cut apart, and the script runs."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+BENCH = Path(__file__).parents[2] / "bench"
+FRAMES = 128  # two steps of 64
+
+
+@pytest.fixture
+def step_phases(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.syspath_prepend(str(BENCH))  # the bench scripts import benchlib as a sibling
+    import step_phases
+
+    return step_phases
+
+
+def test_the_timed_phases_train_as_the_trainer_does(step_phases) -> None:
+    """The backward pass cut in two (to the patch grid's logits, then through the head) must give
+    the weights one Trainer epoch gives, or the bench would time another computation."""
+    from benchlib import probe_trainer
+
+    from lvseg.recipes.probe import ProbeConfig, feature_inputs
+
+    features = np.random.default_rng(0).standard_normal((FRAMES // 2, 2, step_phases.CHANNELS, 16, 16))
+    masks = np.random.default_rng(1).random((FRAMES, 112, 112)) > 0.5
+    inputs = feature_inputs(features.astype(np.float16), np.arange(FRAMES), ProbeConfig(device="cpu"))
+    states = []
+    for run in (lambda trainer: trainer.train_epoch(0), lambda trainer: step_phases.phase_seconds(trainer, 0)):
+        with probe_trainer(inputs, FRAMES, step_phases.CHANNELS, 64, torch.device("cpu"), 2) as trainer:
+            trainer.train.masks[:] = masks  # a loss with something to learn: the weights move
+            initial = [p.detach().clone() for p in trainer.model.parameters()]
+            run(trainer)
+            states.append([p.detach().clone() for p in trainer.model.parameters()] + [trainer.scheduler.last_epoch])
+    trained, timed = states
+    assert not torch.equal(trained[0], initial[0])  # (both runs start from the same seeded weights)
+    for ours, theirs in zip(timed, trained, strict=True):
+        assert (ours == theirs) if isinstance(ours, int) else torch.equal(ours, theirs)
+
+
+def test_the_bench_prints_each_phase_and_the_floor_a_free_head_leaves() -> None:
+    done = subprocess.run([sys.executable, str(BENCH / "step_phases.py"), "--frames", str(FRAMES), "--epochs", "1"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert re.search(r"2 steps timed: gather [\d.]+, head [\d.]+, upsample [\d.]+, loss [\d.]+, loss backward [\d.]+, "
+                     r"head backward [\d.]+, optimiser [\d.]+ ms; step [\d.]+ ms", lines[0]), lines[0]
+    last = re.search(r"\(([\d.]+) ms of mask-size work and optimiser, of ([\d.]+) ms\)$", lines[-1])
+    rest, step = float(last[1]), float(last[2])
+    assert lines[-1].startswith("probe step: with the gather and the head free, ") and 0 < rest < step
