@@ -1,9 +1,9 @@
 """Where a linear-probe training step's time goes on this machine's CPU: the Trainer's own pieces
 timed apart (the batch's gather from the resident features, the head, the upsampling to mask size,
-the loss with the masks' gather, the backward pass to the head's patch-grid logits, then through the
-head, the optimiser's step), over base-sized features
-(768 channels, 16x16, fp16), against the step's memory-traffic floor (the features' bytes it reads
-/ measured memcpy bandwidth, as bench/resident.py counts an epoch's).
+the loss with the masks' gather, the backward pass to the head's patch-grid logits, then through
+the head, the optimiser's step), over base-sized features (768 channels, 16x16, fp16), against the
+step's memory-traffic floor (the features' bytes it reads / measured memcpy bandwidth, as
+bench/resident.py counts an epoch's).
 
 The head and the gather are what a faster head could win; the mask-size work and the optimiser
 are not: the last line says how close to the floor a step could come if the head and the gather
@@ -65,13 +65,22 @@ def phase_seconds(trainer: Trainer, epoch: int) -> np.ndarray:
     return np.append(totals, steps)
 
 
+def random_features(frames: int) -> np.ndarray:
+    """(videos, 2 phases, C, h, w) fp16 normal values, drawn a video at a time (no float32 copy of
+    the whole set)."""
+    features = np.empty((frames // 2, 2, CHANNELS, GRID, GRID), np.float16)
+    rng = np.random.default_rng(0)
+    for video in features:
+        video[...] = rng.standard_normal(video.shape, np.float32)
+    return features
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=2000, help="an even number: two per video")
     parser.add_argument("--epochs", type=int, default=3, help="timed after one untimed epoch")
     args = parser.parse_args()
-    features = np.random.default_rng(0).standard_normal((args.frames // 2, 2, CHANNELS, GRID, GRID), np.float32)
-    inputs = feature_inputs(features.astype(np.float16), np.arange(args.frames), ProbeConfig(device=DEVICE.type))
+    inputs = feature_inputs(random_features(args.frames), np.arange(args.frames), ProbeConfig(device=DEVICE.type))
     with probe_trainer(inputs, args.frames, CHANNELS, BATCH, DEVICE, args.epochs + 2) as trainer:
         # untimed: what a trial makes once (batch slots, the optimiser's state, the masks' copy), and
         # the first backward pass from the patch grid's logits, which alone took ~0.28 s

@@ -30,9 +30,8 @@ def test_the_timed_phases_train_as_the_trainer_does(step_phases) -> None:
 
     from lvseg.recipes.probe import ProbeConfig, feature_inputs
 
-    features = np.random.default_rng(0).standard_normal((FRAMES // 2, 2, step_phases.CHANNELS, 16, 16))
     masks = np.random.default_rng(1).random((FRAMES, 112, 112)) > 0.5
-    inputs = feature_inputs(features.astype(np.float16), np.arange(FRAMES), ProbeConfig(device="cpu"))
+    inputs = feature_inputs(step_phases.random_features(FRAMES), np.arange(FRAMES), ProbeConfig(device="cpu"))
     states = []
     for run in (lambda trainer: trainer.train_epoch(0), lambda trainer: step_phases.phase_seconds(trainer, 0)):
         with probe_trainer(inputs, FRAMES, step_phases.CHANNELS, 64, torch.device("cpu"), 2) as trainer:
