@@ -13,23 +13,23 @@ split evicted for another) still returns to the system.
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (glibc's malloc.h)
 MMAP_THRESHOLD = 32 << 20   # glibc's largest: smaller blocks come from the heap and stay there when freed
 TRIM_THRESHOLD = 256 << 20  # free bytes the heap's top may hold before glibc hands them back
 log = logging.getLogger(__name__)
-_applied: list[bool] = []  # whether keep_freed_pages() has run in this process, and what it gave
 
 
+@functools.cache  # the settings are the process's: once is enough
 def keep_freed_pages() -> bool:
     """Tell glibc's malloc to keep blocks under 32 MB in the heap when freed and to keep up to
     256 MB free at its top. Process-wide and idempotent; returns whether it took effect (False
     where the C library is not glibc, which is then left as it is)."""
-    if not _applied:
-        _applied.append(_mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) and _mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
-        log.debug("malloc keeps freed pages: %s", _applied[0])
-    return _applied[0]
+    applied = _mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) and _mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    log.debug("malloc keeps freed pages: %s", applied)
+    return applied
 
 
 def _mallopt(parameter: int, value: int) -> bool:

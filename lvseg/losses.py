@@ -46,6 +46,12 @@ def _reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
     return values.sum() if reduction == "sum" else values.mean()
 
 
+def _sum_scale(target: torch.Tensor, reduction: str) -> float:
+    """What a loss summed over the pixels is multiplied by for ``reduction`` (1, or 1/pixels for a
+    mean): the losses computed as one sum scale it once."""
+    return 1.0 if reduction == "sum" else 1.0 / max(target.numel(), 1)
+
+
 def log1p_exp_neg(magnitude: torch.Tensor) -> torch.Tensor:
     """log(1 + exp(-m)) for m >= 0, i.e. softplus(-m), to float32's precision (within 1.2 ulp of
     float64's log1p over (0, 1], denormals included) without torch's ``log1p``: its float kernel
@@ -116,8 +122,7 @@ class _LogitBCE(torch.autograd.Function):
 
 
 def bce(logits: torch.Tensor, target: torch.Tensor, *, reduction: str, gamma: float) -> torch.Tensor:
-    scale = 1.0 if reduction == "sum" else 1.0 / max(target.numel(), 1)
-    return _LogitBCE.apply(foreground_logit(logits), target, scale)
+    return _LogitBCE.apply(foreground_logit(logits), target, _sum_scale(target, reduction))
 
 
 def ce(logits: torch.Tensor, target: torch.Tensor, *, reduction: str, gamma: float) -> torch.Tensor:
@@ -153,8 +158,7 @@ def focal(logits: torch.Tensor, target: torch.Tensor, *, reduction: str, gamma: 
     this form, 4e-8), forward and backward 2.4-2.5x as fast (bench/loss.py). sigmoid(m) is kept
     above 0, where gamma < 1 would make its power's gradient infinite (and the step NaN). The
     gradient is written out (:class:`_Focal`)."""
-    scale = 1.0 if reduction == "sum" else 1.0 / max(target.numel(), 1)
-    return _Focal.apply(foreground_logit(logits), target, gamma, scale)
+    return _Focal.apply(foreground_logit(logits), target, gamma, _sum_scale(target, reduction))
 
 
 class _Focal(torch.autograd.Function):
