@@ -1,13 +1,12 @@
 """Where a linear-probe training step's time goes on this machine's CPU: the Trainer's own pieces
-timed apart (the batch's gather from the resident features, the head, the upsampling to mask size,
-the loss with the masks' gather, the backward pass to the head's patch-grid logits, then through
-the head, the optimiser's step), over base-sized features (768 channels, 16x16, fp16), against the
+timed apart (the batch's inputs, the head's logits on the patch grid, the loss of those upsampled
+to mask size with the masks' gather, the backward pass to the patch grid's logits, then through the
+head, the optimiser's step), over base-sized features (768 channels, 16x16, fp16), against the
 step's memory-traffic floor (the features' bytes it reads / measured memcpy bandwidth, as
-bench/resident.py counts an epoch's).
-
-The head and the gather are what a faster head could win; the mask-size work and the optimiser
-are not: the last line says how close to the floor a step could come if the head and the gather
-cost nothing. (On a GPU, bench/gpu.py times the whole epoch.)
+bench/resident.py counts an epoch's). With the native kernels (lvseg.nativeops) the head reads the
+resident rows where they lie, so "inputs" is only the index, and the loss never makes the
+mask-sized logits; without them (``LVSEG_NATIVE=0``) "inputs" gathers and casts the batch and the
+loss upsamples first. (On a GPU, bench/gpu.py times the whole epoch.)
 
 Synthetic features (random values), a linear head: speeds, not accuracies.
 
@@ -23,20 +22,21 @@ import numpy as np
 import torch
 from benchlib import memcpy_gb_s, probe_trainer
 
-from lvseg.models.heads import upsample_bilinear
+from lvseg import native
 from lvseg.recipes.probe import ProbeConfig, feature_inputs
 from lvseg.train import Trainer
 
 CHANNELS, GRID, BATCH = 768, 16, 64  # DINOv2-base at 224 px, one layer; the bench/resident.py batch
-PHASES = ("gather", "head", "upsample", "loss", "loss backward", "head backward", "optimiser")
-WON_BY_A_FASTER_HEAD = ("gather", "head", "head backward")
+PHASES = ("inputs", "head", "loss", "loss backward", "head backward", "optimiser")
 DEVICE = torch.device("cpu")
 
 
 def phase_seconds(trainer: Trainer, epoch: int) -> np.ndarray:
     """Summed seconds of each of PHASES over one epoch of the Trainer's steps (its seeded order,
-    its loss and optimiser: the same training as ``trainer.train_epoch(epoch)``), and the number
-    of steps (last)."""
+    its grid loss and optimiser: the same training as ``trainer.train_epoch(epoch)``), and the
+    number of steps (last)."""
+    if trainer.grid_loss is None:
+        raise ValueError(f"step_phases times a probe's grid loss; the {trainer.config.loss} loss has none")
     trainer.model.train()
     order = np.random.default_rng([trainer.config.seed, epoch]).permutation(trainer.train.videos)
     totals, steps = np.zeros(len(PHASES)), 0
@@ -44,13 +44,11 @@ def phase_seconds(trainer: Trainer, epoch: int) -> np.ndarray:
         marks = [time.perf_counter()]
         x = trainer.train.inputs(index)
         marks.append(time.perf_counter())
-        patches = trainer.model.head(x)
+        patches = trainer._forward(x, trainer.model.patch_logits)
         marks.append(time.perf_counter())
         # the backward pass in two: to the head's logits on the patch grid, then through the head
         grid = patches.detach().requires_grad_()
-        logits = upsample_bilinear(grid, trainer.model.mask_size)
-        marks.append(time.perf_counter())
-        loss = trainer._batch_loss(logits, trainer._target(trainer.train, index))
+        loss = trainer._halved(trainer.grid_loss(grid, trainer._masks(trainer.train, index)))
         marks.append(time.perf_counter())
         trainer.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -83,7 +81,7 @@ def main() -> None:
     inputs = feature_inputs(random_features(args.frames), np.arange(args.frames), ProbeConfig(device=DEVICE.type))
     with probe_trainer(inputs, args.frames, CHANNELS, BATCH, DEVICE, args.epochs + 2) as trainer:
         # untimed: what a trial makes once (batch slots, the optimiser's state, the masks' copy), and
-        # the first backward pass from the patch grid's logits, which alone took ~0.28 s
+        # the first backward pass from the patch grid's logits, which alone took ~0.28 s (PyTorch's kernels)
         phase_seconds(trainer, 0)
         *totals, steps = sum(phase_seconds(trainer, epoch) for epoch in range(1, args.epochs + 1))
         started = time.perf_counter()
@@ -93,15 +91,12 @@ def main() -> None:
     bandwidth = memcpy_gb_s()
     floor_ms = BATCH * CHANNELS * GRID * GRID * 2 / (bandwidth * 1e9) * 1e3
     step_ms = sum(per_step.values())
-    rest_ms = step_ms - sum(per_step[phase] for phase in WON_BY_A_FASTER_HEAD)
     phases = ", ".join(f"{phase} {ms:.2f}" for phase, ms in per_step.items())
     print(f"probe step, {BATCH} base-sized frames resident of {args.frames:,}, {int(steps)} steps timed: {phases} ms; "
           f"step {step_ms:.2f} ms (the Trainer's own epoch: {whole_ms:.2f} ms a step)")
-    print(f"memory-traffic floor of a step {floor_ms:.2f} ms ({bandwidth:.1f} GB/s memcpy): "
-          f"step {step_ms / floor_ms:.1f}x the floor")
-    print(f"probe step: with the gather and the head free, {rest_ms / floor_ms:.1f}x the memory-traffic floor "
-          f"({rest_ms:.2f} ms of mask-size work and optimiser, of {step_ms:.2f} ms)")
-
+    print(f"native CPU kernels: {'on' if native.library() else 'OFF (PyTorch kernels)'}")
+    print(f"probe step: {step_ms / floor_ms:.1f}x the memory-traffic floor "
+          f"({step_ms:.2f} ms against {floor_ms:.2f} ms: {bandwidth:.1f} GB/s memcpy)")
 
 if __name__ == "__main__":
     main()

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch.autograd.function import once_differentiable
 
+from lvseg import nativeops
+from lvseg.models.heads import interpolation_matrix, upsample_bilinear
 from lvseg.registry import lookup
 
 REDUCTIONS = ("mean", "sum")
@@ -109,6 +111,8 @@ class _LogitBCE(torch.autograd.Function):
         y = y.to(z.dtype)
         ctx.save_for_backward(z, y)
         ctx.scale = scale
+        if nativeops.bce_ready(z):  # one pass, summed in float64
+            return torch.tensor(nativeops.bce_sum(z, y) * scale, dtype=z.dtype)
         # relu(z) - z.y first: exactly 0 where a confident head is right, so that adding the log1p
         # term rounds once (added to relu(z) first, it would lose the term's digits to z's)
         loss = torch.relu(z).addcmul_(z, y, value=-1)
@@ -118,6 +122,8 @@ class _LogitBCE(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         z, y = ctx.saved_tensors
+        if nativeops.bce_ready(z):
+            return nativeops.bce_grad(z, y, float(grad) * ctx.scale), None, None
         return torch.sigmoid(z).sub_(y).mul_(grad * ctx.scale), None, None
 
 
@@ -189,14 +195,39 @@ class _Focal(torch.autograd.Function):
         return slope.mul_(y.neg().add_(1 - FOCAL_ALPHA)).mul_(grad * ctx.scale), None, None, None
 
 
+def bce_on_grid(grid: torch.Tensor, target: torch.Tensor, *, reduction: str, gamma: float) -> torch.Tensor:
+    """:func:`bce` of (B, C, h, w) logits on a patch grid upsampled bilinearly to the (B, H, W)
+    bool ``target``'s size, as a probe upsamples them (lvseg.models.heads.upsample_bilinear). On a
+    CPU with the native kernels the mask-sized logits are never made: each image's rows are
+    upsampled, scored and taken back to the grid while in the CPU's cache (lvseg.nativeops), where
+    upsampling, the loss and their gradients took ~2.5 ms of a ~5.4 ms probe step of 64 masks of
+    112 px on a 2-core CPU (BENCHMARKS.md, "Native CPU kernels"). Elsewhere: upsampled, then :func:`bce`."""
+    z, size = foreground_logit(grid), tuple(target.shape[1:])
+    if grid.ndim == 4 and nativeops.bilinear_bce_ready(z, target, size):
+        rows = interpolation_matrix(z.shape[1], size[0], z.device)
+        cols = interpolation_matrix(z.shape[2], size[1], z.device)
+        return nativeops.bilinear_bce(z, target, rows, cols, _sum_scale(target, reduction))
+    return bce(upsample_bilinear(grid, size), target.float(), reduction=reduction, gamma=gamma)
+
+
+def ce_on_grid(grid: torch.Tensor, target: torch.Tensor, *, reduction: str, gamma: float) -> torch.Tensor:
+    """:func:`ce` from the patch grid: BCE of the upsampled log-odds, which are the log-odds of the
+    upsampled logits (upsampling is linear)."""
+    if grid.shape[1] != 2:
+        raise ValueError(f"loss ce: expected logits of 2 channels, got {grid.shape[1]}")
+    return bce_on_grid(grid, target, reduction=reduction, gamma=gamma)
+
+
 @dataclass(frozen=True)
 class LossSpec:
     fn: Callable[..., torch.Tensor]
     channels: int  # output channels the model needs: 2 for softmax cross-entropy, else 1
+    on_grid: Callable[..., torch.Tensor] | None = None  # the loss of a patch grid's logits, upsampled
 
 
-LOSSES: dict[str, LossSpec] = {"bce": LossSpec(bce, 1), "ce": LossSpec(ce, 2), "dice": LossSpec(soft_dice, 1),
-                               "bce_dice": LossSpec(bce_dice, 1), "focal": LossSpec(focal, 1)}
+LOSSES: dict[str, LossSpec] = {"bce": LossSpec(bce, 1, bce_on_grid), "ce": LossSpec(ce, 2, ce_on_grid),
+                               "dice": LossSpec(soft_dice, 1), "bce_dice": LossSpec(bce_dice, 1),
+                               "focal": LossSpec(focal, 1)}
 
 
 def channels(name: str) -> int:
@@ -212,6 +243,25 @@ def build_loss(name: str, *, reduction: str, gamma: float) -> Callable[[torch.Te
     def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         _check_shapes(logits, target)
         return fn(logits, target, reduction=reduction, gamma=gamma)
+
+    return loss
+
+
+def build_grid_loss(name: str, *, reduction: str,
+                    gamma: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
+    """``loss(grid_logits, bool_target) -> scalar``: the loss of (B, C, h, w) logits on a patch
+    grid upsampled bilinearly to the (B, H, W) target, equal up to rounding to ``build_loss``'s of
+    the upsampled logits; None for the losses that have no such form."""
+    fn = lookup(LOSSES, name, "loss").on_grid
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"unknown loss reduction {reduction!r}; known: {', '.join(REDUCTIONS)}")
+    if fn is None:
+        return None
+
+    def loss(grid: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if grid.ndim != 4 or target.ndim != 3 or len(grid) != len(target):
+            raise ValueError(f"loss: target of shape {tuple(target.shape)} for grid logits {tuple(grid.shape)}")
+        return fn(grid, target, reduction=reduction, gamma=gamma)
 
     return loss
 

@@ -24,7 +24,7 @@ from torch import nn
 from lvseg.batchnorm import batchnorms, collapse_warning, recompute, with_batch_statistics
 from lvseg.config import TrainConfig
 from lvseg.hostmemory import keep_freed_pages
-from lvseg.losses import build_loss, foreground_logit
+from lvseg.losses import build_grid_loss, build_loss, foreground_logit
 from lvseg.metrics import overlap_counts, pooled_dice, summarise, summary_keys
 from lvseg.optim import build_optimizer, lr_factor
 from lvseg.resident import on_device, prefetched
@@ -132,6 +132,10 @@ class Trainer:
         else:  # each step allocates mask-sized tensors, which glibc would map afresh every time
             keep_freed_pages()
         self.loss = build_loss(config.loss, reduction=config.loss_reduction, gamma=config.focal_gamma)
+        # a model whose logits are a patch grid's, upsampled (a probe), is trained on the grid's where
+        # the loss can take them there: the same loss without the mask-sized logits (lvseg.losses)
+        self.grid_loss = (build_grid_loss(config.loss, reduction=config.loss_reduction, gamma=config.focal_gamma)
+                          if hasattr(model, "patch_logits") else None)
         self.optimizer = build_optimizer(config.optimizer, params or list(model.parameters()), lr=config.lr,
                                          weight_decay=config.weight_decay, momentum=config.momentum,
                                          nesterov=config.nesterov)
@@ -151,16 +155,20 @@ class Trainer:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
-    def _forward(self, x: Inputs) -> torch.Tensor:
-        x = self._to_device(x)
+    def _forward(self, x: Inputs, model: Callable[..., torch.Tensor] | None = None) -> torch.Tensor:
+        """``model(x)`` (the Trainer's model unless another of its methods is given), in float32."""
+        x, model = self._to_device(x), model or self.model
         with autocast(self.device):
-            return (self.model(*x) if isinstance(x, tuple) else self.model(x)).float()
+            return (model(*x) if isinstance(x, tuple) else model(x)).float()
 
-    def _target(self, data: SplitData, index: np.ndarray) -> torch.Tensor:
-        """The batch's masks, gathered from the split's masks on the device (copied there once)."""
+    def _masks(self, data: SplitData, index: np.ndarray) -> torch.Tensor:
+        """The batch's bool masks, gathered from the split's masks on the device (copied there once)."""
         if id(data) not in self._targets:
             self._targets[id(data)] = torch.from_numpy(np.ascontiguousarray(data.masks)).to(self.device)
-        return self._targets[id(data)].index_select(0, on_device(index, self.device)).float()
+        return self._targets[id(data)].index_select(0, on_device(index, self.device))
+
+    def _target(self, data: SplitData, index: np.ndarray) -> torch.Tensor:
+        return self._masks(data, index).float()
 
     def _loaded(self, data: SplitData, batches: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, Inputs]]:
         """(index, inputs) per batch; a streamed split's are read one batch ahead in a background
@@ -170,9 +178,18 @@ class Trainer:
         return prefetched(data.inputs, batches)
 
     def _batch_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        loss = self.loss(logits, target)
+        return self._halved(self.loss(logits, target))
+
+    def _halved(self, loss: torch.Tensor) -> torch.Tensor:
         # summed like the reference: (loss over ES frames + loss over ED frames) / 2
         return loss / 2 if self.config.loss_reduction == "sum" else loss
+
+    def _train_loss(self, x: Inputs, index: np.ndarray) -> torch.Tensor:
+        """A training batch's loss: from the patch grid's logits where there is a grid loss."""
+        if self.grid_loss is None:
+            return self._batch_loss(self._forward(x), self._target(self.train, index))
+        grid = self._forward(x, self.model.patch_logits)
+        return self._halved(self.grid_loss(grid, self._masks(self.train, index)))
 
     def _summed(self, loss: torch.Tensor, frames: int) -> torch.Tensor:
         """A batch loss back to the batch's total (still on the device: reading it would wait for
@@ -190,7 +207,7 @@ class Trainer:
         order = np.random.default_rng([self.config.seed, epoch]).permutation(self.train.videos)
         total, frames = torch.zeros((), device=self.device), 0
         for index, x in self._loaded(self.train, self.train.batches(self.config.batch_size, order)):
-            loss = self._batch_loss(self._forward(x), self._target(self.train, index))
+            loss = self._train_loss(x, index)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()

@@ -8,6 +8,7 @@ from functools import lru_cache
 import torch
 from torch import nn
 
+from lvseg import nativeops
 from lvseg.models.halflinear import HALF_DTYPES, half_rows_linear
 from lvseg.registry import lookup
 
@@ -27,9 +28,11 @@ def upsample_bilinear(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tens
     (bilinear interpolation is separable), in float32 even under autocast (bf16 would round a
     weight of 1/7 by 0.2%). Within 1e-6 of torch's kernel in float64, closer than its float32 kernel
     comes, and on a 2-core CPU forward and backward took 1.9 ms for 64 patch grids to 112 px
-    against 5.8 ms."""
+    against 5.8 ms; the native kernel (lvseg.nativeops), two taps a pixel, less again."""
     rows = interpolation_matrix(logits.shape[-2], size[0], logits.device)
     cols = interpolation_matrix(logits.shape[-1], size[1], logits.device)
+    if nativeops.upsample_ready(logits, size):
+        return nativeops.upsample(logits, rows, cols)
     with torch.autocast(logits.device.type, enabled=False):
         return rows @ logits.float() @ cols.t()
 
@@ -42,8 +45,15 @@ class Probe(nn.Module):
         self.head = head
         self.mask_size = mask_size
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return upsample_bilinear(self.head(features), self.mask_size)
+    def forward(self, features: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
+        return upsample_bilinear(self.patch_logits(features, frames), self.mask_size)
+
+    def patch_logits(self, features: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
+        """The head's logits on the patch grid, which :meth:`forward` upsamples (a loss that takes
+        them there: lvseg.losses.build_grid_loss). ``frames``: the samples' indices in
+        ``features`` (a split's resident rows), for the heads that gather them themselves
+        (:class:`PatchLinear`); None: ``features`` is the batch."""
+        return self.head(features) if frames is None else self.head(features, frames)
 
 
 class PatchLinear(nn.Conv2d):
@@ -53,14 +63,19 @@ class PatchLinear(nn.Conv2d):
 
     fp16 or bf16 features outside autocast (the cache's rows, on a CPU) are multiplied in float32
     a chunk at a time (:mod:`lvseg.models.halflinear`): the same values as over a float32 copy,
-    which is never made."""
+    which is never made. On a CPU with the native kernels (lvseg.nativeops) fp16 rows are read
+    once each way where they lie, ``frames`` picking the batch's out of a split's resident rows."""
 
     def __init__(self, channels: int, out: int) -> None:
         super().__init__(channels, out, 1)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
         weight = self.weight.reshape(self.out_channels, self.in_channels)
         rows = features.permute(0, 2, 3, 1)
+        if nativeops.head_ready(rows):
+            return nativeops.rows_linear(rows, frames, weight, self.bias).permute(0, 3, 1, 2)
+        if frames is not None:
+            rows = rows.index_select(0, frames)
         if features.dtype in HALF_DTYPES and not torch.is_autocast_enabled(features.device.type):
             logits = half_rows_linear(rows.reshape(-1, self.in_channels), weight, self.bias)
             return logits.view(*rows.shape[:3], self.out_channels).permute(0, 3, 1, 2)

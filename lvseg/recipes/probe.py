@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lvseg import nativeops
 from lvseg.config import TrainConfig, check, choice
 from lvseg.features import feature_cache
 from lvseg.framecache import FrameCache
@@ -62,12 +63,21 @@ def feature_inputs(features: np.ndarray, rows: np.ndarray, config: ProbeConfig):
     which rounds them to bf16, the same values it made of a float32 copy (fp16 -> float32 is
     exact), and to the linear head on a CPU, which computes in float32 without a copy of the batch
     (lvseg.models.halflinear). A float32 copy would write, then be read, at twice the features'
-    bytes on every step. The other heads' BatchNorm wants float32 on a CPU: their batch is cast."""
+    bytes on every step. The other heads' BatchNorm wants float32 on a CPU: their batch is cast.
+    With the native kernels (lvseg.nativeops) the linear head on a CPU takes the resident rows and
+    the batch's indices, ``(rows, frames)``, and reads the batch where it lies: no gather."""
     flat = features.reshape(-1, *features.shape[2:])  # (V*2, C, h, w) in store order
     device = pick_device(config.device)
     batch = rows_of(flat, rows, device, config.resident_gb, channels_last=True)
     if computes_in_bf16(device):
         return batch
+    if (config.head in HALF_INPUT_HEADS and not batch.streamed
+            and nativeops.head_ready(batch.values.permute(0, 2, 3, 1))):
+        def rows_and_frames(index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+            return batch.values, torch.from_numpy(np.asarray(index, np.int64))
+
+        rows_and_frames.streamed = False
+        return rows_and_frames
     dtype = torch_dtype(flat.dtype) if config.head in HALF_INPUT_HEADS else torch.float32
     # resident rows are gathered as each batch is asked for (no prefetch): one slot, hot in the cache
     slots = BatchSlots(SLOTS if batch.streamed else 1, dtype)

@@ -1,10 +1,23 @@
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from lvseg.losses import FOCAL_ALPHA, LOSSES, build_loss, channels, foreground_logit, log1p_exp_neg, softplus
+from lvseg.losses import (
+    FOCAL_ALPHA,
+    LOSSES,
+    build_grid_loss,
+    build_loss,
+    channels,
+    foreground_logit,
+    log1p_exp_neg,
+    softplus,
+)
+
+from .conftest import native_or_skip
 
 
 def _target() -> torch.Tensor:
@@ -47,21 +60,42 @@ def _bce_logits(kind: str, target: torch.Tensor, generator: torch.Generator) -> 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("kind", ["moderate", "confident", "huge"])
-def test_bce_equals_torchs_in_value_and_gradient(reduction: str, dtype: torch.dtype, kind: str) -> None:
-    """Our BCE (its own passes, not torch's kernel) against torch's: logits of a head in training,
-    of a confident head, and far beyond where sigmoid saturates; both targets. The value is held to
-    torch's in float64 even in float32, where torch's own kernel is 1e-4 off for the confident
-    head (it adds each pixel's ~1e-5 to a logit of ~12, then takes the logit away)."""
+def test_bce_equals_torchs_in_float64_in_value_and_gradient(reduction: str, dtype: torch.dtype, kind: str,
+                                                          kernels: str) -> None:
+    """Our BCE (its own passes, or the native kernel; not torch's) against torch's in float64:
+    logits of a head in training, of a confident head, and far beyond where sigmoid saturates;
+    both targets. The value is held to 1e-6 even in float32, where torch's own kernel is 1e-4 off
+    for the confident head (it adds each pixel's ~1e-5 to a logit of ~12, then takes the logit
+    away); the gradient to 1e-6 of a pixel's unit (1/pixels for a mean), as for ce below."""
     generator = torch.Generator().manual_seed(0)
     target = (torch.rand(3, 37, 41, generator=generator) > 0.5).to(dtype)
     logits = _bce_logits(kind, target, generator)
-    ours, theirs = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    ours, exact_logits = logits.clone().requires_grad_(), logits.double().requires_grad_()
     value = build_loss("bce", reduction=reduction, gamma=2.0)(ours, target)
-    exact = F.binary_cross_entropy_with_logits(logits[:, 0].double(), target.double(), reduction=reduction)
+    exact = F.binary_cross_entropy_with_logits(exact_logits[:, 0], target.double(), reduction=reduction)
     assert value.item() == pytest.approx(exact.item(), rel=1e-6 if dtype == torch.float32 else 1e-12, abs=0)
     value.backward()
-    F.binary_cross_entropy_with_logits(theirs[:, 0], target, reduction=reduction).backward()
-    assert torch.allclose(ours.grad, theirs.grad, rtol=1e-6, atol=1e-12)
+    exact.backward()
+    unit = 1.0 if reduction == "sum" else 1.0 / target.numel()
+    tolerance = 1e-6 if dtype == torch.float32 else 1e-12
+    assert torch.allclose(ours.grad.double(), exact_logits.grad, rtol=tolerance, atol=tolerance * unit)
+
+
+def test_the_native_bce_gradient_keeps_its_digits_where_torchs_cancels() -> None:
+    """sigmoid(z) - 1 for a right, confident head (z ~ 12, y = 1) keeps ~3 digits in float32;
+    the native kernel's sigmoid(-z) does not cancel: within 1e-6 of float64 pixel by pixel, where
+    torch's float32 kernel is ~1e-3 off."""
+    native_or_skip()
+    generator = torch.Generator().manual_seed(0)
+    target = (torch.rand(3, 37, 41, generator=generator) > 0.5).float()
+    logits = _bce_logits("confident", target, generator)
+    ours, exact_logits = logits.clone().requires_grad_(), logits.double().requires_grad_()
+    build_loss("bce", reduction="sum", gamma=2.0)(ours, target).backward()
+    F.binary_cross_entropy_with_logits(exact_logits[:, 0], target.double(), reduction="sum").backward()
+    torchs = logits.clone().requires_grad_()
+    F.binary_cross_entropy_with_logits(torchs[:, 0], target, reduction="sum").backward()
+    error = ((ours.grad.double() - exact_logits.grad) / exact_logits.grad).abs().max()
+    assert error < 1e-6 < ((torchs.grad.double() - exact_logits.grad) / exact_logits.grad).abs().max()
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
@@ -203,3 +237,45 @@ def test_unknown_names_are_rejected() -> None:
         build_loss("mse", reduction="mean", gamma=2.0)
     with pytest.raises(ValueError, match="unknown loss reduction 'max'"):
         build_loss("bce", reduction="max", gamma=2.0)
+
+
+@pytest.mark.parametrize("name", ["bce", "ce"])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("grid, size", [((16, 16), (112, 112)), ((14, 9), (100, 37))])
+def test_a_grid_loss_is_the_loss_of_the_upsampled_logits(name: str, reduction: str, grid: tuple[int, int],
+                                                        size: tuple[int, int], kernels: str) -> None:
+    """build_grid_loss's value and gradient against build_loss's over the logits upsampled in
+    float64: a probe trains on the first, evaluates with the second. Sizes that are not a multiple
+    of the kernels' 16 lanes included."""
+    generator = torch.Generator().manual_seed(1)
+    logits = torch.randn(3, channels(name), *grid, generator=generator) * 4
+    target = torch.rand(3, *size, generator=generator) > 0.5
+    ours, exact_logits = logits.clone().requires_grad_(), logits.double().requires_grad_()
+    value = build_grid_loss(name, reduction=reduction, gamma=2.0)(ours, target)
+    upsampled = F.interpolate(exact_logits, size=size, mode="bilinear", align_corners=False)
+    exact = build_loss(name, reduction=reduction, gamma=2.0)(upsampled, target.double())
+    assert value.item() == pytest.approx(exact.item(), rel=1e-6)
+    value.backward()
+    exact.backward()
+    unit = 1.0 if reduction == "sum" else 1.0 / target.numel()
+    assert torch.allclose(ours.grad.double(), exact_logits.grad, rtol=1e-5, atol=1e-5 * unit)
+
+
+def test_a_grid_loss_is_nan_for_a_nan_logit(kernels: str) -> None:
+    """Divergence is read from the epoch's summed loss: a NaN logit must make the loss NaN."""
+    logits = torch.zeros(2, 1, 16, 16)
+    logits[1, 0, 3, 4] = math.nan
+    masks = torch.zeros(2, 112, 112, dtype=torch.bool)
+    assert math.isnan(build_grid_loss("bce", reduction="mean", gamma=2.0)(logits, masks))
+
+
+@pytest.mark.parametrize("name", ["dice", "bce_dice", "focal"])
+def test_losses_without_a_grid_form_have_no_grid_loss(name: str) -> None:
+    assert build_grid_loss(name, reduction="mean", gamma=2.0) is None
+
+
+def test_a_grid_loss_refuses_a_target_of_another_count() -> None:
+    with pytest.raises(ValueError, match=r"target of shape \(1, 112, 112\) for grid logits \(2, 1, 16, 16\)"):
+        build_grid_loss("bce", reduction="mean", gamma=2.0)(torch.zeros(2, 1, 16, 16),
+                                                            torch.zeros(1, 112, 112, dtype=torch.bool))
+

@@ -135,9 +135,10 @@ def test_under_bf16_autocast_the_probe_trains_on_the_fp16_rows_as_on_their_float
     rows, not a float32 copy, and training matches training on the copy: exactly for the linear
     head (fp16 and its exact float32 copy round to the same bf16), within bf16 rounding where
     BatchNorm normalises the rows first."""
-    from lvseg import train
+    from lvseg import native, train
     from lvseg.recipes import probe
 
+    monkeypatch.setattr(native, "library", lambda: None)  # a GPU's path: the CPU kernels never run there
     recipe = get_recipe("dinov2_probe")
     config = recipe.config(**fast_configs["dinov2_probe"], head=head)
     (cache,) = recipe.caches(config, small_store)
@@ -166,9 +167,10 @@ def test_under_bf16_autocast_the_probe_trains_on_the_fp16_rows_as_on_their_float
 
 def test_on_a_cpu_the_linear_probe_trains_on_the_fp16_rows_as_on_their_float32_copy(
         fast_configs, small_store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The linear head takes the cache's rows as they are (lvseg.models.halflinear); given a float32
-    copy of each batch instead (the way before), it trains to the same metrics, up to the order
-    in which the weight gradient's chunks are summed."""
+    """The linear head takes the cache's rows as they are (lvseg.nativeops where the native kernels
+    build, else lvseg.models.halflinear); given a float32 copy of each batch instead, on PyTorch's
+    kernels (the way before), it trains to the same metrics, up to the order of the sums."""
+    from lvseg import native
     from lvseg.recipes import probe
 
     recipe = get_recipe("dinov2_probe")
@@ -177,6 +179,7 @@ def test_on_a_cpu_the_linear_probe_trains_on_the_fp16_rows_as_on_their_float32_c
     for copy in (False, True):
         if copy:
             monkeypatch.setattr(probe, "torch_dtype", lambda dtype: torch.float32)
+            monkeypatch.setattr(native, "library", lambda: None)
         result = recipe(config, small_store, workdir=tmp_path / str(copy))
         histories[copy] = [{k: v for k, v in epoch.items() if k != "seconds"} for epoch in result.history]
     assert len(histories[False]) == 2
