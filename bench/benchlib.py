@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lvseg import native
 from lvseg.models.heads import build_probe
 from lvseg.recipes.probe import ProbeConfig
 from lvseg.train import SplitData, Trainer
@@ -26,6 +27,18 @@ def memcpy_gb_s(nbytes: int = 1 << 29) -> float:
     for _ in range(3):
         np.copyto(target, source)
     return 3 * nbytes / (time.perf_counter() - started) / 1e9
+
+
+@contextmanager
+def pytorch_kernels() -> Iterator[None]:
+    """Within: lvseg's CPU paths as where the native kernels cannot be built (lvseg.native), for
+    inputs made and epochs run inside."""
+    kept = native.library
+    native.library = lambda: None
+    try:
+        yield
+    finally:
+        native.library = kept
 
 
 def timed_trial(recipe, config, store, workdir: Path) -> tuple[float, float]:

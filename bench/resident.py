@@ -6,8 +6,10 @@
    machine's memory-traffic floor (the bytes an epoch reads / measured memcpy bandwidth): the mean
    of the epochs after the first (what most of a trial's epochs take), and the first; the same
    epochs streamed from the memmap; and, side by side with the resident ones (in turns, the
-   better of two turns each: this VM's speed drifts), the same epochs given float32 copies of the
-   batches, as the linear head was before it took the fp16 rows (lvseg.models.halflinear).
+   better of two turns each: this VM's speed drifts), the same epochs on PyTorch's kernels (where
+   the native ones, lvseg.native, cannot be built: each batch gathered, the loss on upsampled
+   logits), and given float32 copies of the batches, as the linear head was before it took the
+   fp16 rows (lvseg.models.halflinear).
 
 Synthetic features (random values), a linear head: speeds, not accuracies.
 
@@ -23,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from benchlib import memcpy_gb_s, probe_epochs
+from benchlib import memcpy_gb_s, probe_epochs, pytorch_kernels
 
+from lvseg import native
 from lvseg.recipes.probe import ProbeConfig, feature_inputs
 from lvseg.resident import KEPT, BatchSlots, rows_of
 
@@ -75,20 +78,30 @@ def main() -> None:
         # the second was served the very tensor the first kept (a copy made again would replace it)
         (again,) = KEPT.tensors.values()
         assert not second.streamed and again is kept
-        copies = float32_copies(memmapped(Path(folder)), rows)
-        turns = [(epoch_seconds(second, args.frames), epoch_seconds(copies, args.frames)) for _ in range(TURNS)]
-        resident_s, copies_s = (min(runs, key=later) for runs in zip(*turns, strict=True))
+        with pytorch_kernels():
+            copies = float32_copies(memmapped(Path(folder)), rows)
+            fallback = feature_inputs(memmapped(Path(folder)), rows, resident)
+        turns = [(epoch_seconds(second, args.frames), torch_epoch_seconds(fallback, args.frames),
+                  torch_epoch_seconds(copies, args.frames)) for _ in range(TURNS)]
+        resident_s, fallback_s, copies_s = (min(runs, key=later) for runs in zip(*turns, strict=True))
         streamed_s = epoch_seconds(feature_inputs(memmapped(Path(folder)), rows, streamed), args.frames)
     bandwidth = memcpy_gb_s()
     read = args.frames * CHANNELS * GRID * GRID * 2
     floor = read / (bandwidth * 1e9)
     print(f"inputs for {args.frames} frames ({read / 1e9:.2f} GB fp16): first trial {first_s:.3f} s "
           f"(copied from the cache), second trial {second_s * 1e3:.3f} ms (kept: no cache I/O)")
-    print(f"probe epochs: resident {seconds(resident_s)}, as float32 copies {seconds(copies_s)}, streamed "
-          f"{seconds(streamed_s)}; memory-traffic floor {floor:.3f} s ({bandwidth:.1f} GB/s memcpy)")
+    print(f"native CPU kernels: {'on' if native.library() else 'OFF (PyTorch kernels throughout)'}")
+    print(f"probe epochs: resident {seconds(resident_s)}, on PyTorch's kernels {seconds(fallback_s)}, as float32 "
+          f"copies {seconds(copies_s)}, streamed {seconds(streamed_s)}; memory-traffic floor {floor:.3f} s "
+          f"({bandwidth:.1f} GB/s memcpy)")
     print(f"resident: second trial's inputs {first_s / max(second_s, 1e-9):.0f}x faster; probe epoch "
           f"{later(resident_s) / floor:.1f}x the memory-traffic floor (first epoch {resident_s[0] / floor:.1f}x; "
-          f"{later(copies_s) / floor:.1f}x with float32 copies)")
+          f"{later(fallback_s) / floor:.1f}x on PyTorch's kernels, {later(copies_s) / floor:.1f}x with float32 copies)")
+
+
+def torch_epoch_seconds(inputs, frames: int) -> list[float]:
+    with pytorch_kernels():
+        return epoch_seconds(inputs, frames)
 
 
 def float32_copies(features: np.ndarray, rows: np.ndarray):
