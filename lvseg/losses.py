@@ -199,9 +199,10 @@ def bce_on_grid(grid: torch.Tensor, target: torch.Tensor, *, reduction: str, gam
     """:func:`bce` of (B, C, h, w) logits on a patch grid upsampled bilinearly to the (B, H, W)
     bool ``target``'s size, as a probe upsamples them (lvseg.models.heads.upsample_bilinear). On a
     CPU with the native kernels the mask-sized logits are never made: each image's rows are
-    upsampled, scored and taken back to the grid while in the CPU's cache (lvseg.nativeops), where
-    upsampling, the loss and their gradients took ~2.5 ms of a ~5.4 ms probe step of 64 masks of
-    112 px on a 2-core CPU (BENCHMARKS.md, "Native CPU kernels"). Elsewhere: upsampled, then :func:`bce`."""
+    upsampled, scored and taken back to the grid while in the CPU's cache (lvseg.nativeops). For 64
+    masks of 112 px on a 2-core CPU that is ~1 ms, where upsampling, the loss and their gradients as
+    separate passes took ~2.5 ms on native kernels and ~4.5 ms on PyTorch's (BENCHMARKS.md,
+    "Native CPU kernels"). Elsewhere: upsampled, then :func:`bce`."""
     z, size = foreground_logit(grid), tuple(target.shape[1:])
     if grid.ndim == 4 and nativeops.bilinear_bce_ready(z, target, size):
         rows = interpolation_matrix(z.shape[1], size[0], z.device)

@@ -9,9 +9,9 @@ The library is built with the machine's C compiler (``$CC``, else ``cc``) for th
 CPU (``-march=native``) and kept in ``<cache dir>/native`` under a key of the source, the compiler
 and the CPU, so a home folder shared by a cluster's nodes holds one build per kind of CPU. Built
 once per key: concurrent workers write their own temporary file and rename it into place.
-Where it cannot be built (no compiler, no F16C, not x86-64), or ``LVSEG_NATIVE=0``, :func:`library`
-is None after one warning and the callers use PyTorch's kernels: the same results up to
-rounding, slower. The kernels run on torch's own OpenMP runtime (libgomp, found by name), with
+Where it cannot be built (no compiler, no F16C, not x86-64) :func:`library` is None after one
+warning, and with ``LVSEG_NATIVE=0`` after one info line; the callers then use PyTorch's kernels:
+the same results up to rounding, slower. The kernels run on torch's own OpenMP runtime (libgomp, found by name), with
 torch's thread count.
 """
 
@@ -36,7 +36,7 @@ SOURCE = Path(__file__).with_name("native.c")
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC")
 LIBRARIES = ("-lmvec", "-lm")  # glibc's vector exp
 SWITCH = "LVSEG_NATIVE"        # "0" turns the kernels off
-LANES = 16                     # floats in a vector of the kernels: the head's channels are a multiple
+LANES = 16                     # floats in a kernel's vector: the head takes channels in multiples of it
 MAX_GRID, MAX_SIZE = 64, 1024  # the largest patch grid and mask side the upsampling kernels take
 log = logging.getLogger(__name__)
 
