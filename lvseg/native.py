@@ -6,8 +6,10 @@ for the weight gradient; upsampling and the loss over 64 masks of 112 px in ten 
 each is one pass (BENCHMARKS.md, "Native CPU kernels").
 
 The library is built with the machine's C compiler (``$CC``, else ``cc``) for the machine's own
-CPU (``-march=native``) and kept in ``<cache dir>/native`` under a key of the source, the compiler
-and the CPU, so a home folder shared by a cluster's nodes holds one build per kind of CPU. Built
+CPU (``-march=native``) and kept in ``$LVSEG_NATIVE_DIR`` (default ``~/.cache/lvseg/native``: the
+machine's, not a data cache's, so that a search on a fresh ``$LVSEG_CACHE_DIR`` does not compile
+again) under a key of the source, the compiler and the CPU, so a home folder shared by a cluster's
+nodes holds one build per kind of CPU. Built
 once per key: concurrent workers write their own temporary file and rename it into place.
 Where it cannot be built (no compiler, no F16C, not x86-64) :func:`library` is None after one
 warning, and with ``LVSEG_NATIVE=0`` after one info line; the callers then use PyTorch's kernels:
@@ -30,12 +32,11 @@ from pathlib import Path
 
 import torch
 
-from lvseg.framestore import default_cache_dir
-
 SOURCE = Path(__file__).with_name("native.c")
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC")
 LIBRARIES = ("-lmvec", "-lm")  # glibc's vector exp
 SWITCH = "LVSEG_NATIVE"        # "0" turns the kernels off
+FOLDER = "LVSEG_NATIVE_DIR"    # where builds are kept
 LANES = 16                     # floats in a kernel's vector: the head takes channels in multiples of it
 MAX_GRID, MAX_SIZE = 64, 1024  # the largest patch grid and mask side the upsampling kernels take
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ def built(folder: Path | None = None) -> Path:
     """The shared library for this source, compiler and CPU, compiled if not there yet."""
     if platform.machine() not in ("x86_64", "AMD64"):
         raise BuildError(f"the kernels are written for x86-64, this is {platform.machine()}")
-    folder = folder or default_cache_dir() / "native"
+    folder = folder or builds_folder()
     target = folder / f"lvseg-native-{_key()}.so"
     if target.is_file():
         return target
@@ -94,6 +95,11 @@ def built(folder: Path | None = None) -> Path:
     finally:
         partial.unlink(missing_ok=True)
     return target
+
+
+def builds_folder() -> Path:
+    """``$LVSEG_NATIVE_DIR`` if set, else ``~/.cache/lvseg/native``: the one place this default lives."""
+    return Path(os.environ.get(FOLDER) or Path.home() / ".cache" / "lvseg" / "native")
 
 
 def _compile(out: Path) -> None:

@@ -32,7 +32,7 @@ print("library", native.library() is not None, "loss", round(loss.item(), 3), "g
 
 def _run(code: str, cache: Path, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "LVSEG_CACHE_DIR": str(cache), **env})
+                          env={**os.environ, "LVSEG_NATIVE_DIR": str(cache), **env})
 
 
 def test_a_build_is_kept_and_found_again(tmp_path: Path) -> None:
@@ -47,13 +47,13 @@ def test_a_build_is_kept_and_found_again(tmp_path: Path) -> None:
 def test_two_processes_building_at_once_both_load_the_one_build(tmp_path: Path) -> None:
     native_or_skip()
     code = "from lvseg import native; print(native.library()._name)"
-    env = {**os.environ, "LVSEG_CACHE_DIR": str(tmp_path)}
+    env = {**os.environ, "LVSEG_NATIVE_DIR": str(tmp_path)}
     runs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
             for _ in range(2)]
     names = {run.communicate(timeout=120)[0].strip() for run in runs}
     assert all(run.returncode == 0 for run in runs)
-    assert len(names) == 1 and Path(names.pop()).parent == tmp_path / "native"
-    assert len(list((tmp_path / "native").iterdir())) == 1
+    assert len(names) == 1 and Path(names.pop()).parent == tmp_path
+    assert len(list(tmp_path.iterdir())) == 1
 
 
 def test_without_a_compiler_one_warning_and_the_probe_trains_on_pytorchs_kernels(tmp_path: Path) -> None:
@@ -70,7 +70,7 @@ def test_a_compile_error_is_reported_with_the_compilers_first_line(tmp_path: Pat
     done = _run(PROBE_STEP, tmp_path, CC="false")
     assert done.returncode == 0, done.stderr
     assert "native CPU kernels unavailable" in done.stderr and "exited with 1" in done.stderr, done.stderr
-    assert not list((tmp_path / "native").glob("*.so"))  # nothing half-built kept
+    assert not list(tmp_path.glob("*.so"))  # nothing half-built kept
 
 
 def test_the_switch_turns_them_off_without_a_warning(tmp_path: Path) -> None:
@@ -86,3 +86,12 @@ def test_both_kernels_give_a_probe_step_the_same_loss(tmp_path: Path) -> None:
     assert on.returncode == off.returncode == 0, on.stderr + off.stderr
     assert on.stdout.split()[:2] == ["library", "True"] and off.stdout.split()[:2] == ["library", "False"]
     assert on.stdout.split()[2:] == off.stdout.split()[2:]  # the loss to 3 decimals; both trained the head
+
+
+def test_builds_are_the_machines_not_a_data_caches(monkeypatch, tmp_path: Path) -> None:
+    """A search on a fresh $LVSEG_CACHE_DIR (a benchmark's temporary one) must not compile again."""
+    monkeypatch.delenv("LVSEG_NATIVE_DIR", raising=False)
+    monkeypatch.setenv("LVSEG_CACHE_DIR", str(tmp_path))
+    assert native.builds_folder() == Path.home() / ".cache" / "lvseg" / "native"
+    monkeypatch.setenv("LVSEG_NATIVE_DIR", str(tmp_path / "builds"))
+    assert native.builds_folder() == tmp_path / "builds"
