@@ -5,7 +5,9 @@
    pass over the rows that reads them where they lie takes ~1 ms each way (BENCHMARKS.md).
 
    Every loop is split over the threads statically and every sum is taken in a fixed order, so
-   that the results depend on the inputs and the thread count only. */
+   that the results depend on the inputs and the thread count only. Work is split over the team
+   OpenMP gives (omp_get_num_threads), which can be smaller than asked for (OMP_THREAD_LIMIT, a
+   call from inside a parallel region): split over the count asked for, rows would go undone. */
 
 #include <immintrin.h>
 #include <math.h>
@@ -83,9 +85,9 @@ void head_weight_grad(const uint16_t *rows, const int64_t *frames, int64_t n, in
     memset(partial, 0, sizeof(float) * threads * size);
 #pragma omp parallel num_threads(threads)
     {
-        int64_t t = omp_get_thread_num(), total = n * patches;
+        int64_t t = omp_get_thread_num(), team = omp_get_num_threads(), total = n * patches;
         float *mine = partial + t * size;
-        for (int64_t r = total * t / threads; r < total * (t + 1) / threads; r++) {
+        for (int64_t r = total * t / team; r < total * (t + 1) / team; r++) {
             const uint16_t *x = row_at(rows, frames, r, patches, channels);
             for (int64_t k = 0; k < outputs; k++) {
                 float g = grad[r * outputs + k];
@@ -323,9 +325,9 @@ double bce_sum(const float *z, const float *y, int64_t n, int threads)
     threads = threads > MAX_THREADS ? MAX_THREADS : threads;
 #pragma omp parallel num_threads(threads)
     {
-        int64_t t = omp_get_thread_num();
+        int64_t t = omp_get_thread_num(), team = omp_get_num_threads();
         v8d low = {0}, high = {0};
-        for (int64_t b = blocks * t / threads; b < blocks * (t + 1) / threads; b++) {
+        for (int64_t b = blocks * t / team; b < blocks * (t + 1) / team; b++) {
             v16f zb, yb;
             int64_t count = block(z, y, n, b, &zb, &yb);
             v16f loss = bce_lanes(zb, yb, NULL);
@@ -393,10 +395,10 @@ double bilinear_bce(const float *grids, const uint8_t *masks, int64_t planes, in
     find_spans(columns_t, w, W, &spans);
 #pragma omp parallel num_threads(threads)
     {
-        int64_t t = omp_get_thread_num();
+        int64_t t = omp_get_thread_num(), team = omp_get_num_threads();
         v8d low = {0}, high = {0};
         float rows[4][MAX_SIZE];
-        for (int64_t p = planes * t / threads; p < planes * (t + 1) / threads; p++) {
+        for (int64_t p = planes * t / team; p < planes * (t + 1) / team; p++) {
             float *back = grad + p * h * w;
             memset(back, 0, sizeof(float) * h * w);
             for (int64_t r0 = 0; r0 < H; r0 += 4) {

@@ -142,3 +142,20 @@ def test_bilinear_bce_refuses_float_masks_and_other_sizes() -> None:
         nativeops.bilinear_bce(torch.zeros(2, 16, 16), torch.zeros(2, 112, 112), rows, rows, 1.0)
     with pytest.raises(ValueError, match=r"target \(2, 100, 112\) for 2 grids to 112x112"):
         nativeops.bilinear_bce(torch.zeros(2, 16, 16), torch.zeros(2, 100, 112, dtype=torch.bool), rows, rows, 1.0)
+
+
+def test_a_smaller_team_than_asked_for_still_does_every_row(tmp_path) -> None:
+    """OMP_THREAD_LIMIT=1 gives one thread where torch asks for two: the work is split over the
+    team OpenMP gives, so the sums are whole (in a process of its own: the limit is read at start)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import torch; from lvseg import nativeops; torch.set_num_threads(2); "
+            "w = torch.zeros(1, 32, requires_grad=True); "
+            "nativeops.rows_linear(torch.ones(5, 4, 4, 32).half(), torch.tensor([0, 4, 2]), w, None).sum().backward(); "
+            "z = torch.zeros(8, 16); print(w.grad.unique().tolist(), round(nativeops.bce_sum(z, z), 4))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_THREAD_LIMIT": "1"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["[48.0]", str(round(128 * math.log(2), 4))]
