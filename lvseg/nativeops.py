@@ -39,7 +39,7 @@ class _RowsLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, rows: torch.Tensor, frames: torch.Tensor | None, weight: torch.Tensor,
                 bias: torch.Tensor | None) -> torch.Tensor:
-        frames = None if frames is None else frames.contiguous()
+        frames = None if frames is None else frames.to(torch.int64).contiguous()  # the kernel reads int64
         weight, bias = weight.detach().float().contiguous(), None if bias is None else bias.detach().float()
         count = len(rows) if frames is None else len(frames)
         out = torch.empty((count, *rows.shape[1:3], len(weight)), dtype=torch.float32)

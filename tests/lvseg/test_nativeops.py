@@ -73,6 +73,12 @@ def test_the_weight_gradient_sums_every_row_once_whatever_the_threads(threads: i
     assert torch.equal(weight.grad, torch.full((2, 32), 48.0))
 
 
+def test_int32_frames_pick_the_same_rows() -> None:
+    rows, weight = _rows(9, 16), torch.randn(1, 16)
+    assert torch.equal(nativeops.rows_linear(rows, torch.tensor([8, 1], dtype=torch.int32), weight, None),
+                       nativeops.rows_linear(rows, torch.tensor([8, 1]), weight, None))
+
+
 def test_frames_out_of_range_are_refused_before_any_row_is_read() -> None:
     with pytest.raises(IndexError, match="frames 0..9 out of range for 9 rows"):
         nativeops.rows_linear(_rows(9, 16), torch.tensor([0, 9]), torch.zeros(1, 16), None)
