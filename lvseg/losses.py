@@ -204,7 +204,7 @@ def bce_on_grid(grid: torch.Tensor, target: torch.Tensor, *, reduction: str, gam
     separate passes took ~2.5 ms on native kernels and ~4.5 ms on PyTorch's (BENCHMARKS.md,
     "Native CPU kernels"). Elsewhere: upsampled, then :func:`bce`."""
     z, size = foreground_logit(grid), tuple(target.shape[1:])
-    if grid.ndim == 4 and nativeops.bilinear_bce_ready(z, target, size):
+    if nativeops.bilinear_bce_ready(z, target, size):  # (build_grid_loss checked the shapes)
         rows = interpolation_matrix(z.shape[1], size[0], z.device)
         cols = interpolation_matrix(z.shape[2], size[1], z.device)
         return nativeops.bilinear_bce(z, target, rows, cols, _sum_scale(target, reduction))

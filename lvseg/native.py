@@ -64,7 +64,7 @@ def library() -> ctypes.CDLL | None:
         log.info("native CPU kernels off (%s=0): using PyTorch's", SWITCH)
         return None
     try:
-        lib = ctypes.CDLL(str(built()))
+        lib = _loaded()
     except (BuildError, OSError) as error:
         log.warning("native CPU kernels unavailable, using PyTorch's (slower): %s", error)
         return None
@@ -72,6 +72,18 @@ def library() -> ctypes.CDLL | None:
         function = getattr(lib, name)
         function.argtypes, function.restype = arguments, result
     return lib
+
+
+def _loaded() -> ctypes.CDLL:
+    """The build for this machine, loaded; one that will not load (truncated, overwritten) is
+    reported and built again, once."""
+    path = built()
+    try:
+        return ctypes.CDLL(str(path))
+    except OSError as error:
+        log.warning("native CPU kernels: %s would not load (%s): building it again", path, error)
+        path.unlink(missing_ok=True)
+        return ctypes.CDLL(str(built()))
 
 
 def compiler() -> list[str]:

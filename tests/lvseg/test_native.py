@@ -56,6 +56,21 @@ def test_two_processes_building_at_once_both_load_the_one_build(tmp_path: Path) 
     assert len(list(tmp_path.iterdir())) == 1
 
 
+def test_a_truncated_build_is_said_and_built_again(tmp_path: Path) -> None:
+    """A build cut short on disk (truncated for real) would not load: one warning names it, it is
+    built again, and the kernels run."""
+    native_or_skip()
+    build = native.built(tmp_path)
+    size = build.stat().st_size
+    with open(build, "r+b") as file:
+        file.truncate(100)
+    done = _run(PROBE_STEP, tmp_path)
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if "would not load" in line]
+    assert len(warnings) == 1 and build.name in warnings[0] and "building it again" in warnings[0], done.stderr
+    assert done.stdout.split()[:2] == ["library", "True"] and build.stat().st_size == size
+
+
 def test_without_a_compiler_one_warning_and_the_probe_trains_on_pytorchs_kernels(tmp_path: Path) -> None:
     """A real failure: the compiler named does not exist."""
     done = _run(PROBE_STEP, tmp_path, CC=str(tmp_path / "no-such-cc"))
